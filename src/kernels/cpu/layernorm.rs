@@ -1,0 +1,143 @@
+//! LayerNorm over the last dimension: `γ ⊙ (z − μ) / sqrt(σ² + ε) + β`,
+//! with the biased variance and ε = 1e-5.
+
+use super::Scalar;
+
+pub const LN_EPS: f64 = 1e-5;
+
+/// LayerNorm forward. Also stores each row's mean and `rstd = 1/sqrt(σ² + ε)`
+/// for the backward pass and for the gradient bound under the final norm.
+///
+/// Shapes: inp [N, d], gamma [d], beta [d]; out [N, d], mean [N], rstd [N].
+pub fn layernorm_forward<F: Scalar>(
+    out: &mut [F], mean: &mut [F], rstd: &mut [F],
+    inp: &[F], gamma: &[F], beta: &[F], d: usize,
+) {
+    let eps = F::of(LN_EPS);
+    let count = F::of(d as f64);
+    for (row, ((out_row, mean_out), rstd_out)) in inp
+        .chunks_exact(d)
+        .zip(out.chunks_exact_mut(d).zip(mean.iter_mut()).zip(rstd.iter_mut()))
+    {
+        // Two passes: the mean first, then squared deviations from it. A
+        // one-pass E[z²] − E[z]² loses every digit for rows like
+        // [40000, 40001, 40002, 40003] in f32.
+        let mu = row.iter().copied().sum::<F>() / count;
+        let var = row.iter().map(|&z| (z - mu) * (z - mu)).sum::<F>() / count;
+        let r = F::one() / (var + eps).sqrt();
+        for (k, (o, &z)) in out_row.iter_mut().zip(row).enumerate() {
+            *o = gamma[k] * ((z - mu) * r) + beta[k];
+        }
+        *mean_out = mu;
+        *rstd_out = r;
+    }
+}
+
+/// LayerNorm backward. Writes `dinp`; adds into `dgamma` and `dbeta`.
+///
+/// Shapes: dout [N, d], inp [N, d], mean [N], rstd [N], gamma [d];
+/// dinp [N, d], dgamma [d], dbeta [d].
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_backward<F: Scalar>(
+    dinp: &mut [F], dgamma: &mut [F], dbeta: &mut [F],
+    dout: &[F], inp: &[F], mean: &[F], rstd: &[F], gamma: &[F], d: usize,
+) {
+    let count = F::of(d as f64);
+    for (n, (dinp_row, (dout_row, inp_row))) in dinp
+        .chunks_exact_mut(d)
+        .zip(dout.chunks_exact(d).zip(inp.chunks_exact(d)))
+        .enumerate()
+    {
+        let (mu, r) = (mean[n], rstd[n]);
+        // With x̂ the normalised row and g = γ ⊙ dout:
+        // dinp = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂)).
+        let mut g_mean = F::zero();
+        let mut gx_mean = F::zero();
+        for k in 0..d {
+            let xhat = (inp_row[k] - mu) * r;
+            let g = gamma[k] * dout_row[k];
+            g_mean = g_mean + g;
+            gx_mean = gx_mean + g * xhat;
+            dgamma[k] = dgamma[k] + dout_row[k] * xhat;
+            dbeta[k] = dbeta[k] + dout_row[k];
+        }
+        g_mean = g_mean / count;
+        gx_mean = gx_mean / count;
+        for k in 0..d {
+            let xhat = (inp_row[k] - mu) * r;
+            let g = gamma[k] * dout_row[k];
+            dinp_row[k] = r * (g - g_mean - xhat * gx_mean);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normalise_f32(row: &[f32]) -> (Vec<f32>, f32) {
+        let d = row.len();
+        let (mut out, mut mean, mut rstd) = (vec![0.0; d], [0.0f32], [0.0f32]);
+        layernorm_forward(&mut out, &mut mean, &mut rstd, row, &vec![1.0; d], &vec![0.0; d], d);
+        (out, rstd[0])
+    }
+
+    #[test]
+    fn constant_row_gives_beta_and_finite_backward() {
+        let d = 6;
+        let row = [3.5f32; 6];
+        let beta: Vec<f32> = (0..d).map(|k| k as f32 * 0.1 - 0.2).collect();
+        let gamma = vec![1.7f32; d];
+        let (mut out, mut mean, mut rstd) = (vec![0.0; d], [0.0f32], [0.0f32]);
+        layernorm_forward(&mut out, &mut mean, &mut rstd, &row, &gamma, &beta, d);
+        assert_eq!(out, beta);
+
+        let dout: Vec<f32> = (0..d).map(|k| (k as f32).sin()).collect();
+        let (mut dinp, mut dgamma, mut dbeta) = (vec![0.0; d], vec![0.0; d], vec![0.0; d]);
+        layernorm_backward(&mut dinp, &mut dgamma, &mut dbeta, &dout, &row, &mean, &rstd, &gamma, d);
+        assert!(dinp.iter().all(|v| v.is_finite()), "{dinp:?}");
+        assert!(dgamma.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn large_offset_row_normalises_in_f32() {
+        let (out, _) = normalise_f32(&[40000.0, 40001.0, 40002.0, 40003.0]);
+        let expected = [-1.3416, -0.4472, 0.4472, 1.3416];
+        for (got, want) in out.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-3, "{out:?}");
+        }
+    }
+
+    #[test]
+    fn mean_2000_spread_1_keeps_unit_variance() {
+        let row: Vec<f32> = (0..64).map(|k| 2000.0 + ((k as f32) * 0.7).sin()).collect();
+        let (out, _) = normalise_f32(&row);
+        let mean = out.iter().sum::<f32>() / 64.0;
+        let var = out.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 64.0;
+        assert!(mean.abs() < 1e-3, "mean {mean}");
+        assert!((var - 1.0).abs() < 1e-3, "variance {var}");
+    }
+
+    #[test]
+    fn backward_sums_to_zero_over_features() {
+        let rows: [&[f64]; 4] = [
+            &[0.3, -1.2, 2.2, 0.0, 5.5],
+            &[7.0, 7.0, 7.0, 7.0, 7.0],
+            &[40000.0, 40001.0, 40002.0, 40003.0, 40004.0],
+            &[1e-3, -2e-3, 5e-4, 0.0, 1e-3],
+        ];
+        let d = 5;
+        let gamma = [0.5, 1.5, -0.7, 2.0, 1.0];
+        let beta = [0.0; 5];
+        for row in rows {
+            let (mut out, mut mean, mut rstd) = (vec![0.0; d], [0.0], [0.0]);
+            layernorm_forward(&mut out, &mut mean, &mut rstd, row, &gamma, &beta, d);
+            let dout = [0.9, -0.3, 0.25, 1.1, -2.0];
+            let (mut dinp, mut dg, mut db) = (vec![0.0; d], vec![0.0; d], vec![0.0; d]);
+            layernorm_backward(&mut dinp, &mut dg, &mut db, &dout, row, &mean, &rstd, &gamma, d);
+            let scale: f64 = dinp.iter().map(|v| v.abs()).sum::<f64>().max(1e-300);
+            let sum: f64 = dinp.iter().sum();
+            assert!(sum.abs() <= 1e-12 * scale.max(1.0), "row {row:?}: sum {sum}");
+        }
+    }
+}
