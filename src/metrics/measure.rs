@@ -1,0 +1,118 @@
+//! One evaluation: every per-layer statistic with its bounds, from a forward
+//! and backward pass on the evaluation batch.
+
+use super::bounds::{fit_growth, Bounds, GrowthFit};
+use super::hidden_stats::{measure_state, BlockGradNorms, LayerMetrics};
+use super::non_finite::NonFinite;
+use crate::config::Placement;
+use crate::kernels::cpu::Scalar;
+use crate::model::{ForwardPass, Gradients, Group, Model};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measurement {
+    /// All 2L + 1 half-step states; `layer` is the half-step index.
+    pub half_steps: Vec<LayerMetrics>,
+    /// The L + 1 block boundaries x_0..x_L.
+    pub layers: Vec<LayerMetrics>,
+    pub blocks: Vec<BlockGradNorms>,
+    /// Exponential fit of the Pre-LN max token norms (Pre-LN only).
+    pub growth_fit: Option<GrowthFit>,
+}
+
+/// Measure every state of `pass` and fill in its bounds.
+pub fn measure<F: Scalar>(model: &Model<F>, pass: &ForwardPass<F>, grads: &Gradients<F>) -> Measurement {
+    let d = model.config.width;
+    let mut half_steps: Vec<LayerMetrics> = pass
+        .states
+        .iter()
+        .zip(&grads.states)
+        .enumerate()
+        .map(|(i, (state, grad))| measure_state(i, state, grad, pass.batch, pass.context, d))
+        .collect();
+
+    let bounds = Bounds::compute(model, pass, half_steps[0].max_token_norm);
+    for (metrics, &bound) in half_steps.iter_mut().zip(&bounds.token_norm) {
+        metrics.bound_max_token_norm = bound;
+        // mean|x| ≤ RMS ≤ M/sqrt(d), and both variances ≤ mean x² ≤ M²/d.
+        metrics.bound_mean_abs = bound / (d as f64).sqrt();
+        metrics.bound_entry_var = bound * bound / d as f64;
+    }
+    if !bounds.final_grad_per_token.is_empty() {
+        let last = half_steps.len() - 1;
+        let grad = &grads.states[last];
+        let per_token = &bounds.final_grad_per_token;
+        // ‖g‖_F²/N ≤ Σ bound²/N, so the per-token bounds also bound the RMS.
+        let mean_square = per_token.iter().map(|b| b * b).sum::<f64>() / per_token.len() as f64;
+        let ratio = grad
+            .chunks_exact(d)
+            .zip(per_token)
+            .map(|(row, bound)| row.iter().map(|g| g.as_f64().powi(2)).sum::<f64>().sqrt() / bound)
+            .fold(0.0, f64::max);
+        half_steps[last].bound_grad_rms = Some(mean_square.sqrt());
+        half_steps[last].grad_bound_ratio = Some(ratio);
+    }
+
+    let layers: Vec<LayerMetrics> = half_steps
+        .iter()
+        .step_by(2)
+        .enumerate()
+        .map(|(l, metrics)| LayerMetrics { layer: l, ..metrics.clone() })
+        .collect();
+
+    let growth_fit = if model.config.placement == Placement::Pre {
+        let norms: Vec<f64> = layers.iter().map(|m| m.max_token_norm).collect();
+        fit_growth(&norms, model.config.dt)
+    } else {
+        None
+    };
+
+    Measurement { half_steps, layers, blocks: block_grad_norms(model, &grads.params), growth_fit }
+}
+
+/// Frobenius norms of each block's attention, MLP and LayerNorm gradients.
+pub fn block_grad_norms<F: Scalar>(model: &Model<F>, grads: &[F]) -> Vec<BlockGradNorms> {
+    let mut squares = vec![[0.0f64; 3]; model.config.layers];
+    for spec in &model.layout.tensors {
+        let Some(block) = spec.block else { continue };
+        let part = match spec.group {
+            Group::Attention => 0,
+            Group::Mlp => 1,
+            Group::LayerNorm => 2,
+            Group::Embedding | Group::Head => continue,
+        };
+        squares[block][part] += grads[spec.range()].iter().map(|g| g.as_f64().powi(2)).sum::<f64>();
+    }
+    squares
+        .iter()
+        .enumerate()
+        .map(|(block, s)| BlockGradNorms { block, attention: s[0].sqrt(), mlp: s[1].sqrt(), layernorm: s[2].sqrt() })
+        .collect()
+}
+
+impl Measurement {
+    /// The first non-finite statistic, scanning layers in order and each
+    /// layer's quantities in a fixed order.
+    pub fn first_non_finite(&self, step: usize) -> Option<NonFinite> {
+        for m in &self.layers {
+            let quantities = [
+                ("mean_abs", m.mean_abs),
+                ("entry_var", m.entry_var),
+                ("data_var", m.data_var),
+                ("rms", m.rms),
+                ("max_abs", m.max_abs),
+                ("max_token_norm", m.max_token_norm),
+                ("grad_rms", m.grad_rms),
+            ];
+            if let Some((name, value)) = quantities.into_iter().find(|(_, v)| !v.is_finite()) {
+                return Some(NonFinite::new(step, Some(m.layer), name, value));
+            }
+        }
+        for b in &self.blocks {
+            let parts = [("grad_norm_attention", b.attention), ("grad_norm_mlp", b.mlp), ("grad_norm_layernorm", b.layernorm)];
+            if let Some((name, value)) = parts.into_iter().find(|(_, v)| !v.is_finite()) {
+                return Some(NonFinite::new(step, Some(b.block), name, value));
+            }
+        }
+        None
+    }
+}
