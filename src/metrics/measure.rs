@@ -1,12 +1,12 @@
 //! One evaluation: every per-layer statistic with its bounds, from a forward
 //! and backward pass on the evaluation batch.
 
-use super::bounds::{fit_growth, Bounds, GrowthFit};
+use super::bounds::{fit_growth, Bounds, FinalGradSummary, GrowthFit, WeightNorms};
 use super::hidden_stats::{measure_state, BlockGradNorms, LayerMetrics};
 use super::non_finite::NonFinite;
-use crate::config::Placement;
+use crate::config::{ModelConfig, Placement};
 use crate::kernels::cpu::Scalar;
-use crate::model::{ForwardPass, Gradients, Group, Model};
+use crate::model::{ForwardPass, Gradients, Group, Layout, Model};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Measurement {
@@ -19,37 +19,48 @@ pub struct Measurement {
     pub growth_fit: Option<GrowthFit>,
 }
 
-/// Measure every state of `pass` and fill in its bounds.
+/// Measure every state of `pass` on the CPU and fill in its bounds.
 pub fn measure<F: Scalar>(model: &Model<F>, pass: &ForwardPass<F>, grads: &Gradients<F>) -> Measurement {
     let d = model.config.width;
-    let mut half_steps: Vec<LayerMetrics> = pass
+    let raw: Vec<LayerMetrics> = pass
         .states
         .iter()
         .zip(&grads.states)
         .enumerate()
         .map(|(i, (state, grad))| measure_state(i, state, grad, pass.batch, pass.context, d))
         .collect();
+    let norms = WeightNorms::of_model(model);
+    let last = pass.states.len() - 1;
+    let final_grad = pass.ln_f.as_ref().map(|stats| FinalGradSummary::of(&stats.rstd, &grads.states[last], d));
+    let tensor_grad_norms: Vec<f64> = model
+        .layout
+        .tensors
+        .iter()
+        .map(|spec| grads.params[spec.range()].iter().map(|g| g.as_f64().powi(2)).sum::<f64>().sqrt())
+        .collect();
+    assemble(&model.config, &model.layout, raw, &norms, final_grad, &tensor_grad_norms)
+}
 
-    let bounds = Bounds::compute(model, pass, half_steps[0].max_token_norm);
+/// Combine raw statistics (bounds still 0) with the weight norms into a
+/// measurement. Both backends end here, so they share every bound.
+///
+/// `raw` has the 2L + 1 half-step states; `tensor_grad_norms` has one
+/// Frobenius norm per tensor of the layout.
+pub fn assemble(
+    config: &ModelConfig, layout: &Layout, mut half_steps: Vec<LayerMetrics>, norms: &WeightNorms,
+    final_grad: Option<FinalGradSummary>, tensor_grad_norms: &[f64],
+) -> Measurement {
+    let d = config.width;
+    let bounds = Bounds::compute(config, norms, half_steps[0].max_token_norm, final_grad);
     for (metrics, &bound) in half_steps.iter_mut().zip(&bounds.token_norm) {
         metrics.bound_max_token_norm = bound;
         // mean|x| ≤ RMS ≤ M/sqrt(d), and both variances ≤ mean x² ≤ M²/d.
         metrics.bound_mean_abs = bound / (d as f64).sqrt();
         metrics.bound_entry_var = bound * bound / d as f64;
     }
-    if !bounds.final_grad_per_token.is_empty() {
-        let last = half_steps.len() - 1;
-        let grad = &grads.states[last];
-        let per_token = &bounds.final_grad_per_token;
-        // ‖g‖_F²/N ≤ Σ bound²/N, so the per-token bounds also bound the RMS.
-        let mean_square = per_token.iter().map(|b| b * b).sum::<f64>() / per_token.len() as f64;
-        let ratio = grad
-            .chunks_exact(d)
-            .zip(per_token)
-            .map(|(row, bound)| row.iter().map(|g| g.as_f64().powi(2)).sum::<f64>().sqrt() / bound)
-            .fold(0.0, f64::max);
-        half_steps[last].bound_grad_rms = Some(mean_square.sqrt());
-        half_steps[last].grad_bound_ratio = Some(ratio);
+    if let Some(last) = half_steps.last_mut() {
+        last.bound_grad_rms = bounds.final_grad_rms;
+        last.grad_bound_ratio = bounds.final_grad_ratio;
     }
 
     let layers: Vec<LayerMetrics> = half_steps
@@ -59,20 +70,21 @@ pub fn measure<F: Scalar>(model: &Model<F>, pass: &ForwardPass<F>, grads: &Gradi
         .map(|(l, metrics)| LayerMetrics { layer: l, ..metrics.clone() })
         .collect();
 
-    let growth_fit = if model.config.placement == Placement::Pre {
+    let growth_fit = if config.placement == Placement::Pre {
         let norms: Vec<f64> = layers.iter().map(|m| m.max_token_norm).collect();
-        fit_growth(&norms, model.config.dt)
+        fit_growth(&norms, config.dt)
     } else {
         None
     };
 
-    Measurement { half_steps, layers, blocks: block_grad_norms(model, &grads.params), growth_fit }
+    Measurement { half_steps, layers, blocks: block_grad_norms(layout, tensor_grad_norms), growth_fit }
 }
 
-/// Frobenius norms of each block's attention, MLP and LayerNorm gradients.
-pub fn block_grad_norms<F: Scalar>(model: &Model<F>, grads: &[F]) -> Vec<BlockGradNorms> {
-    let mut squares = vec![[0.0f64; 3]; model.config.layers];
-    for spec in &model.layout.tensors {
+/// Frobenius norms of each block's attention, MLP and LayerNorm gradients,
+/// from the per-tensor norms.
+pub fn block_grad_norms(layout: &Layout, tensor_grad_norms: &[f64]) -> Vec<BlockGradNorms> {
+    let mut squares = vec![[0.0f64; 3]; layout.blocks.len()];
+    for (spec, norm) in layout.tensors.iter().zip(tensor_grad_norms) {
         let Some(block) = spec.block else { continue };
         let part = match spec.group {
             Group::Attention => 0,
@@ -80,7 +92,7 @@ pub fn block_grad_norms<F: Scalar>(model: &Model<F>, grads: &[F]) -> Vec<BlockGr
             Group::LayerNorm => 2,
             Group::Embedding | Group::Head => continue,
         };
-        squares[block][part] += grads[spec.range()].iter().map(|g| g.as_f64().powi(2)).sum::<f64>();
+        squares[block][part] += norm * norm;
     }
     squares
         .iter()

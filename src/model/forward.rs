@@ -119,10 +119,17 @@ pub(crate) fn ln_forward<F: Scalar>(model: &Model<F>, ids: LnIds, inp: &[F]) -> 
 /// The norms a half-step applies: (in front of the branch, on its output,
 /// after the residual add).
 pub(crate) fn half_step_norms(placement: Placement, block: &BlockIds, branch: Branch) -> (Option<LnIds>, Option<LnIds>, Option<LnIds>) {
-    let (norm, out_norm) = match branch {
+    let norms = match branch {
         Branch::Attention => (block.ln_1, block.ln_attn_out),
         Branch::Mlp => (block.ln_2, block.ln_mlp_out),
     };
+    half_step_roles(placement, norms)
+}
+
+/// Place a branch's two norms (the block's `ln_1`/`ln_2` and the Peri-LN
+/// output norm) in the roles of [`half_step_norms`]: (in front of the
+/// branch, on its output, after the residual add).
+pub fn half_step_roles<T>(placement: Placement, (norm, out_norm): (Option<T>, Option<T>)) -> (Option<T>, Option<T>, Option<T>) {
     match placement {
         Placement::Pre => (norm, None, None),
         Placement::Peri => (norm, out_norm, None),
