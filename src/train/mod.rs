@@ -1,8 +1,10 @@
 //! Training: the optimiser, the learning-rate schedule, and the loop that
 //! steps, evaluates and records a run.
 
+pub mod backend;
 pub mod optimizer;
 pub mod schedule;
 pub mod trainer;
 
-pub use trainer::{TrainError, Trainer};
+pub use backend::{Backend, CpuBackend};
+pub use trainer::{RunStart, TrainError, Trainer};

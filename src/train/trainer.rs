@@ -1,12 +1,13 @@
-//! The training loop on the CPU reference: sample, forward, backward,
-//! clip, update, and measure at every evaluation step.
+//! The training loop: sample, queue a step on the backend, and measure at
+//! every evaluation step. It never depends on the hardware behind the
+//! backend.
 
-use super::optimizer::{clip_global_norm, Optimizer};
+use super::backend::{complete_now, Backend, CpuBackend};
 use super::schedule::learning_rate;
 use crate::config::{ConfigError, DataConfig, ModelConfig, TrainConfig};
 use crate::data::{Batch, DataError, Dataset, Split};
 use crate::io::run_file::{EvalBatch, EvalRecord, RunFile, SCHEMA_NAME, SCHEMA_VERSION};
-use crate::metrics::{measure, NonFinite};
+use crate::metrics::NonFinite;
 use crate::model::{BatchError, Model};
 use crate::rng::{seeded, LabRng};
 
@@ -20,42 +21,40 @@ pub enum TrainError {
     Batch(#[from] BatchError),
     #[error("the data has {data} distinct characters but the model's vocabulary is {model}")]
     VocabMismatch { data: usize, model: usize },
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
 }
 
 /// Result of one call to [`Trainer::step`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum StepOutcome {
-    /// An update was applied, and `evaluated` is true when a record was added.
-    Trained { step: usize, loss: f64, evaluated: bool },
+    /// An update was queued, and `evaluated` is true when a record was added.
+    Trained { step: usize, evaluated: bool },
     /// Training stopped at a non-finite value; the run file records it.
     Diverged(NonFinite),
     /// Every step has been taken.
     Finished,
 }
 
-pub struct Trainer {
+/// Everything a run needs before its backend exists: the initial model and
+/// the generator positioned after the evaluation batches.
+pub struct RunStart {
     pub model: Model<f32>,
     pub train_config: TrainConfig,
-    dataset: Dataset,
-    optimizer: Optimizer,
+    pub data_config: DataConfig,
+    pub dataset: Dataset,
     rng: LabRng,
-    /// Fixed batches for the reported losses; `val_batches[0]` is also the
-    /// batch the per-layer metrics are measured on.
     val_batches: Vec<Batch>,
     train_batches: Vec<Batch>,
-    /// Updates taken so far.
-    pub step: usize,
-    last_lr: f64,
-    pub run: RunFile,
 }
 
-impl Trainer {
+impl RunStart {
     /// Validate the settings, initialise the model from the seed (or take
     /// `start`, whose configuration must match) and draw the fixed
     /// evaluation batches.
     pub fn new(
         model_config: ModelConfig, train_config: TrainConfig, data_config: DataConfig, dataset: Dataset, start: Option<Model<f32>>,
-    ) -> Result<Trainer, TrainError> {
+    ) -> Result<RunStart, TrainError> {
         model_config.validate()?;
         train_config.validate()?;
         if dataset.vocab.len() != model_config.vocab {
@@ -83,34 +82,99 @@ impl Trainer {
             (0..train_config.eval_batches).map(|_| dataset.sample_batch(Split::Validation, batch, context, &mut rng)).collect();
         let train_batches: Vec<Batch> =
             (0..train_config.eval_batches).map(|_| dataset.sample_batch(Split::Train, batch, context, &mut rng)).collect();
+        Ok(RunStart { model, train_config, data_config, dataset, rng, val_batches, train_batches })
+    }
 
-        let first = &val_batches[0];
+    /// Start training on `backend`, which must hold `self.model`.
+    pub fn with_backend<B: Backend>(self, backend: B) -> Trainer<B> {
+        let first = &self.val_batches[0];
         let run = RunFile {
             schema: SCHEMA_NAME.to_string(),
             schema_version: SCHEMA_VERSION,
             lnlab_version: env!("CARGO_PKG_VERSION").to_string(),
-            backend: "cpu".to_string(),
-            model: model_config,
-            train: train_config.clone(),
-            data: data_config,
-            vocab: dataset.vocab.chars().iter().collect(),
-            parameters: model.layout.total,
-            eval_batch: EvalBatch { batch, context, tokens: first.inputs.clone(), targets: first.targets.clone() },
+            backend: backend.name(),
+            model: self.model.config.clone(),
+            train: self.train_config.clone(),
+            data: self.data_config,
+            vocab: self.dataset.vocab.chars().iter().collect(),
+            parameters: self.model.layout.total,
+            eval_batch: EvalBatch {
+                batch: first.batch,
+                context: first.context,
+                tokens: first.inputs.clone(),
+                targets: first.targets.clone(),
+            },
             step_losses: Vec::new(),
             evals: Vec::new(),
             non_finite: None,
         };
-        let optimizer = Optimizer::new(&train_config, &model.layout);
-        Ok(Trainer { model, train_config, dataset, optimizer, rng, val_batches, train_batches, step: 0, last_lr: 0.0, run })
+        Trainer {
+            backend,
+            model_config: self.model.config,
+            train_config: self.train_config,
+            dataset: self.dataset,
+            rng: self.rng,
+            val_batches: self.val_batches,
+            train_batches: self.train_batches,
+            pending: Vec::new(),
+            step: 0,
+            last_lr: 0.0,
+            run,
+        }
+    }
+}
+
+pub struct Trainer<B: Backend = CpuBackend> {
+    pub backend: B,
+    pub model_config: ModelConfig,
+    pub train_config: TrainConfig,
+    dataset: Dataset,
+    rng: LabRng,
+    /// Fixed batches for the reported losses; `val_batches[0]` is also the
+    /// batch the per-layer metrics are measured on.
+    val_batches: Vec<Batch>,
+    train_batches: Vec<Batch>,
+    /// Batches of the steps queued since the backend last reported.
+    pending: Vec<Batch>,
+    /// Updates taken so far.
+    pub step: usize,
+    last_lr: f64,
+    pub run: RunFile,
+}
+
+impl Trainer<CpuBackend> {
+    /// Start a run on the CPU reference.
+    pub fn new(
+        model_config: ModelConfig, train_config: TrainConfig, data_config: DataConfig, dataset: Dataset, start: Option<Model<f32>>,
+    ) -> Result<Trainer<CpuBackend>, TrainError> {
+        let start = RunStart::new(model_config, train_config, data_config, dataset, start)?;
+        let backend = CpuBackend::new(start.model.clone(), &start.train_config);
+        Ok(start.with_backend(backend))
     }
 
+    /// Run [`Trainer::step_async`] to completion; CPU backend futures never wait.
+    pub fn step(&mut self) -> Result<StepOutcome, TrainError> {
+        complete_now(self.step_async())
+    }
+
+    /// Run [`Trainer::evaluate_async`] to completion; CPU backend futures never wait.
+    pub fn evaluate(&mut self) -> Result<Option<NonFinite>, TrainError> {
+        complete_now(self.evaluate_async())
+    }
+
+    pub fn model(&self) -> &Model<f32> {
+        &self.backend.model
+    }
+}
+
+impl<B: Backend> Trainer<B> {
     pub fn is_finished(&self) -> bool {
         self.step >= self.train_config.steps || self.run.non_finite.is_some()
     }
 
-    /// Take one update; measure when the step is due for evaluation. The
-    /// first call also records the evaluation at step 0.
-    pub fn step(&mut self) -> Result<StepOutcome, TrainError> {
+    /// Queue one update and measure when the step is due for evaluation.
+    /// The first call also records the evaluation at step 0.
+    pub async fn step_async(&mut self) -> Result<StepOutcome, TrainError> {
         if let Some(non_finite) = &self.run.non_finite {
             return Ok(StepOutcome::Diverged(non_finite.clone()));
         }
@@ -118,70 +182,56 @@ impl Trainer {
             return Ok(StepOutcome::Finished);
         }
         if self.run.evals.is_empty() {
-            if let Some(non_finite) = self.evaluate()? {
+            if let Some(non_finite) = self.evaluate_async().await? {
                 return Ok(StepOutcome::Diverged(non_finite));
             }
         }
 
-        let batch = self.dataset.sample_batch(Split::Train, self.train_config.batch, self.model.config.context, &mut self.rng);
-        let pass = self.model.forward(&batch.inputs, &batch.targets, batch.batch, None)?;
-        let loss = pass.loss as f64;
-        self.run.step_losses.push(loss);
-        if !loss.is_finite() {
-            return Ok(self.diverge(NonFinite::new(self.step, None, "train_loss", loss)));
-        }
-        let mut grads = self.model.backward(&pass, None).params;
-        if let Some(non_finite) = self.non_finite_gradient(&grads) {
-            return Ok(self.diverge(non_finite));
-        }
-        if let Some(max_norm) = self.train_config.grad_clip {
-            clip_global_norm(&mut grads, max_norm);
-        }
+        let batch = self.dataset.sample_batch(Split::Train, self.train_config.batch, self.model_config.context, &mut self.rng);
         let lr = learning_rate(&self.train_config, self.step);
-        self.optimizer.update(&mut self.model.params, &grads, lr, self.train_config.weight_decay);
+        self.backend.train_step(&batch, self.step, lr)?;
+        self.pending.push(batch);
         self.last_lr = lr;
         self.step += 1;
 
         let due = self.step % self.train_config.eval_every == 0 || self.step == self.train_config.steps;
-        if due {
-            if let Some(non_finite) = self.evaluate()? {
+        if due || self.backend.reports_cheaply() {
+            if let Some(non_finite) = self.collect_steps().await? {
                 return Ok(StepOutcome::Diverged(non_finite));
             }
         }
-        Ok(StepOutcome::Trained { step: self.step, loss, evaluated: due })
+        if due {
+            if let Some(non_finite) = self.evaluate_async().await? {
+                return Ok(StepOutcome::Diverged(non_finite));
+            }
+        }
+        Ok(StepOutcome::Trained { step: self.step, evaluated: due })
     }
 
-    fn diverge(&mut self, non_finite: NonFinite) -> StepOutcome {
-        self.run.non_finite = Some(non_finite.clone());
-        StepOutcome::Diverged(non_finite)
-    }
-
-    /// Locate the first tensor whose gradient contains a non-finite value.
-    fn non_finite_gradient(&self, grads: &[f32]) -> Option<NonFinite> {
-        self.model.layout.tensors.iter().find_map(|spec| {
-            let bad = grads[spec.range()].iter().find(|g| !g.is_finite())?;
-            Some(NonFinite::new(self.step, spec.block, format!("grad:{}", spec.name), *bad as f64))
-        })
+    /// Take the backend's report of the queued steps into the run.
+    async fn collect_steps(&mut self) -> Result<Option<NonFinite>, TrainError> {
+        let first_step = self.run.step_losses.len();
+        let report = self.backend.finish_steps(&self.pending).await?;
+        self.pending.clear();
+        let bad_loss = report.losses.iter().position(|l| !l.is_finite()).map(|i| (first_step + i, report.losses[i]));
+        self.run.step_losses.extend(report.losses);
+        let non_finite = match (bad_loss, report.non_finite) {
+            // A non-finite loss comes with non-finite gradients; name the loss.
+            (Some((step, loss)), _) => Some(NonFinite::new(step, None, "train_loss", loss)),
+            (None, gradient) => gradient,
+        };
+        if let Some(non_finite) = &non_finite {
+            self.run.non_finite = Some(non_finite.clone());
+        }
+        Ok(non_finite)
     }
 
     /// Measure the current model, append the record to the run, and return
     /// the first non-finite value if there is one.
-    pub fn evaluate(&mut self) -> Result<Option<NonFinite>, TrainError> {
-        let mean_loss = |model: &Model<f32>, batches: &[Batch]| -> Result<f64, TrainError> {
-            let mut total = 0.0;
-            for b in batches {
-                total += model.forward(&b.inputs, &b.targets, b.batch, None)?.loss as f64;
-            }
-            Ok(total / batches.len() as f64)
-        };
-        let train_loss = mean_loss(&self.model, &self.train_batches)?;
-        let val_loss = mean_loss(&self.model, &self.val_batches)?;
-
-        let eval = &self.val_batches[0];
-        let pass = self.model.forward(&eval.inputs, &eval.targets, eval.batch, None)?;
-        let grads = self.model.backward(&pass, None);
-        let measurement = measure(&self.model, &pass, &grads);
-
+    pub async fn evaluate_async(&mut self) -> Result<Option<NonFinite>, TrainError> {
+        let evaluation = self.backend.evaluate(&self.train_batches, &self.val_batches).await?;
+        let (train_loss, val_loss) = (evaluation.train_loss, evaluation.val_loss);
+        let measurement = evaluation.measurement;
         let non_finite = if !train_loss.is_finite() {
             Some(NonFinite::new(self.step, None, "train_loss", train_loss))
         } else if !val_loss.is_finite() {
@@ -203,6 +253,12 @@ impl Trainer {
             self.run.non_finite = Some(non_finite.clone());
         }
         Ok(non_finite)
+    }
+
+    /// Read the current model back from the backend.
+    pub async fn model_async(&mut self) -> Result<Model<f32>, TrainError> {
+        let params = self.backend.params().await?;
+        Ok(Model::from_params(&self.model_config, params))
     }
 
     pub fn dataset(&self) -> &Dataset {

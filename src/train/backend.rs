@@ -1,0 +1,148 @@
+//! The interface between the training loop and the hardware that runs a
+//! step, with the CPU reference as its first implementation.
+//!
+//! Steps are queued without waiting for results, so a GPU can run many
+//! steps back to back. Losses and non-finite reports come back only when
+//! the loop requests them: at evaluations, and after every step when the
+//! backend reports cheaply.
+
+use super::optimizer::{clip_global_norm, Optimizer};
+use super::TrainError;
+use crate::config::TrainConfig;
+use crate::data::Batch;
+use crate::metrics::{measure, Measurement, NonFinite};
+use crate::model::Model;
+
+/// Results of the steps queued since the last report.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepReport {
+    /// Training-batch loss of each step, in order.
+    pub losses: Vec<f64>,
+    /// The first non-finite gradient among them. From that step on the
+    /// backend applies no update, so the parameters stay at their last
+    /// finite values.
+    pub non_finite: Option<NonFinite>,
+}
+
+/// Losses on the fixed evaluation batches and the per-layer measurement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub measurement: Measurement,
+}
+
+/// Something that trains and measures the model of one run.
+#[allow(async_fn_in_trait)]
+pub trait Backend {
+    /// Human-readable name, recorded in run files: `cpu` or the adapter.
+    fn name(&self) -> String;
+
+    /// Return true when [`Backend::finish_steps`] costs nothing, so the loop
+    /// may call it after every step and stop at the first non-finite value.
+    fn reports_cheaply(&self) -> bool;
+
+    /// Queue one update on `batch` with learning rate `lr`; `step` is the
+    /// 0-based index of the update in the run.
+    fn train_step(&mut self, batch: &Batch, step: usize, lr: f64) -> Result<(), TrainError>;
+
+    /// Wait for the queued steps and report them. `pending` holds their
+    /// batches in order, used to locate a non-finite gradient.
+    async fn finish_steps(&mut self, pending: &[Batch]) -> Result<StepReport, TrainError>;
+
+    /// Mean losses over `train_batches` and `val_batches`, and the
+    /// measurement on `val_batches[0]`.
+    async fn evaluate(&mut self, train_batches: &[Batch], val_batches: &[Batch]) -> Result<Evaluation, TrainError>;
+
+    /// Read the current parameters, in layout order.
+    async fn params(&mut self) -> Result<Vec<f32>, TrainError>;
+}
+
+/// The CPU reference in f32.
+pub struct CpuBackend {
+    pub model: Model<f32>,
+    optimizer: Optimizer,
+    grad_clip: Option<f64>,
+    weight_decay: f64,
+    pending_losses: Vec<f64>,
+    non_finite: Option<NonFinite>,
+}
+
+impl CpuBackend {
+    pub fn new(model: Model<f32>, train: &TrainConfig) -> CpuBackend {
+        let optimizer = Optimizer::new(train, &model.layout);
+        CpuBackend { model, optimizer, grad_clip: train.grad_clip, weight_decay: train.weight_decay, pending_losses: Vec::new(), non_finite: None }
+    }
+
+    /// Locate the first tensor whose gradient contains a non-finite value.
+    fn non_finite_gradient(&self, grads: &[f32], step: usize) -> Option<NonFinite> {
+        self.model.layout.tensors.iter().find_map(|spec| {
+            let bad = grads[spec.range()].iter().find(|g| !g.is_finite())?;
+            Some(NonFinite::new(step, spec.block, format!("grad:{}", spec.name), *bad as f64))
+        })
+    }
+
+    fn mean_loss(&self, batches: &[Batch]) -> Result<f64, TrainError> {
+        let mut total = 0.0;
+        for b in batches {
+            total += self.model.forward(&b.inputs, &b.targets, b.batch, None)?.loss as f64;
+        }
+        Ok(total / batches.len() as f64)
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        "cpu".to_string()
+    }
+
+    fn reports_cheaply(&self) -> bool {
+        true
+    }
+
+    fn train_step(&mut self, batch: &Batch, step: usize, lr: f64) -> Result<(), TrainError> {
+        let pass = self.model.forward(&batch.inputs, &batch.targets, batch.batch, None)?;
+        self.pending_losses.push(pass.loss as f64);
+        if self.non_finite.is_some() {
+            return Ok(());
+        }
+        let mut grads = self.model.backward(&pass, None).params;
+        if let Some(non_finite) = self.non_finite_gradient(&grads, step) {
+            self.non_finite = Some(non_finite);
+            return Ok(());
+        }
+        if let Some(max_norm) = self.grad_clip {
+            clip_global_norm(&mut grads, max_norm);
+        }
+        self.optimizer.update(&mut self.model.params, &grads, lr, self.weight_decay);
+        Ok(())
+    }
+
+    async fn finish_steps(&mut self, _pending: &[Batch]) -> Result<StepReport, TrainError> {
+        Ok(StepReport { losses: std::mem::take(&mut self.pending_losses), non_finite: self.non_finite.clone() })
+    }
+
+    async fn evaluate(&mut self, train_batches: &[Batch], val_batches: &[Batch]) -> Result<Evaluation, TrainError> {
+        let train_loss = self.mean_loss(train_batches)?;
+        let val_loss = self.mean_loss(val_batches)?;
+        let eval = &val_batches[0];
+        let pass = self.model.forward(&eval.inputs, &eval.targets, eval.batch, None)?;
+        let grads = self.model.backward(&pass, None);
+        Ok(Evaluation { train_loss, val_loss, measurement: measure(&self.model, &pass, &grads) })
+    }
+
+    async fn params(&mut self) -> Result<Vec<f32>, TrainError> {
+        Ok(self.model.params.clone())
+    }
+}
+
+/// Run a future that completes without waiting, as every CPU backend
+/// future does. Panics if it would wait.
+pub fn complete_now<T>(future: impl std::future::Future<Output = T>) -> T {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(value) => value,
+        std::task::Poll::Pending => panic!("a CPU backend future waited; only GPU backends may wait"),
+    }
+}
