@@ -17,3 +17,4 @@ pub mod metrics;
 pub mod train;
 pub mod io;
 pub mod plot;
+pub mod gpu;

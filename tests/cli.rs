@@ -35,7 +35,7 @@ fn train_standard(dir: &Path, placement: &str, extra: &[&str]) -> Value {
     let out = dir.join(format!("{placement}.json"));
     let mut args = vec![
         "train", "--placement", placement, "--layers", "8", "--width", "64", "--heads", "4", "--context", "64",
-        "--batch", "16", "--steps", "60", "--eval-every", "30", "--seed", "3", "--data", "moby-dick",
+        "--batch", "16", "--seed", "3", "--data", "moby-dick",
         "--backend", "cpu", "--out", out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
@@ -48,7 +48,7 @@ fn train_standard(dir: &Path, placement: &str, extra: &[&str]) -> Value {
 fn standard_preset_learns_for_every_placement() {
     let dir = scratch_dir("train");
     for placement in ["post", "pre", "peri", "none"] {
-        let run = train_standard(&dir, placement, &[]);
+        let run = train_standard(&dir, placement, &["--steps", "60", "--eval-every", "30"]);
         assert_eq!(run["schema"], "lnlab-run");
         assert_eq!(run["schema_version"], 1);
         let vocab = run["model"]["vocab"].as_u64().unwrap() as f64;
@@ -184,4 +184,54 @@ fn tiny_text_file_is_rejected() {
     let output = lnlab(&["train", "--data", text.to_str().unwrap(), "--out", dir.join("x.json").to_str().unwrap()]);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("tiny.txt"), "{}", stderr(&output));
+}
+
+/// Every key path in a JSON value, with array elements merged.
+fn key_paths(value: &Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                let path = format!("{prefix}.{key}");
+                out.insert(path.clone());
+                key_paths(child, &path, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                key_paths(item, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn gpu_backend_follows_cpu() {
+    let dir = scratch_dir("gpu");
+    let short = ["--steps", "3", "--eval-every", "3", "--eval-batches", "1"];
+    let cpu = train_standard(&dir, "pre", &short);
+    let gpu_out = dir.join("pre-gpu.json");
+    let mut args = vec![
+        "train", "--placement", "pre", "--layers", "8", "--width", "64", "--heads", "4", "--context", "64", "--batch", "16",
+        "--seed", "3", "--data", "moby-dick", "--backend", "gpu", "--out", gpu_out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(&short);
+    let output = lnlab(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("software adapter"), "{}", stderr(&output));
+    let gpu = read_json(&gpu_out);
+
+    let backend = gpu["backend"].as_str().unwrap();
+    assert!(backend.contains("llvmpipe") && backend.contains("Vulkan"), "backend {backend}");
+    let (mut cpu_keys, mut gpu_keys) = (Default::default(), Default::default());
+    key_paths(&cpu, "", &mut cpu_keys);
+    key_paths(&gpu, "", &mut gpu_keys);
+    assert_eq!(cpu_keys, gpu_keys);
+
+    let losses = |run: &Value| -> Vec<f64> { run["step_losses"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+    for (c, g) in losses(&cpu).iter().zip(losses(&gpu)) {
+        assert!((c - g).abs() < 1e-3 * c.abs(), "step loss {g} on the GPU vs {c} on the CPU");
+    }
+    let val = |run: &Value| run["evals"][1]["val_loss"].as_f64().unwrap();
+    assert!((val(&cpu) - val(&gpu)).abs() < 1e-3 * val(&cpu), "validation loss {} vs {}", val(&gpu), val(&cpu));
 }

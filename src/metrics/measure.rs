@@ -102,20 +102,20 @@ pub fn block_grad_norms(layout: &Layout, tensor_grad_norms: &[f64]) -> Vec<Block
 }
 
 impl Measurement {
-    /// The first non-finite statistic, scanning layers in order and each
-    /// layer's quantities in a fixed order.
+    /// The non-finite statistic nearest its cause: first the lowest layer
+    /// with a non-finite hidden state (a forward pass carries it upwards),
+    /// then the highest layer with a non-finite gradient (a backward pass
+    /// carries it downwards), then the block parameter gradients.
     pub fn first_non_finite(&self, step: usize) -> Option<NonFinite> {
         for m in &self.layers {
-            let quantities = [
-                ("mean_abs", m.mean_abs),
-                ("entry_var", m.entry_var),
-                ("data_var", m.data_var),
-                ("rms", m.rms),
-                ("max_abs", m.max_abs),
-                ("max_token_norm", m.max_token_norm),
-                ("grad_rms", m.grad_rms),
-            ];
+            let quantities =
+                [("mean_abs", m.mean_abs), ("entry_var", m.entry_var), ("data_var", m.data_var), ("rms", m.rms), ("max_abs", m.max_abs), ("max_token_norm", m.max_token_norm)];
             if let Some((name, value)) = quantities.into_iter().find(|(_, v)| !v.is_finite()) {
+                return Some(NonFinite::new(step, Some(m.layer), name, value));
+            }
+        }
+        for m in self.layers.iter().rev() {
+            if let Some((name, value)) = [("grad_rms", m.grad_rms), ("max_token_grad_norm", m.max_token_grad_norm)].into_iter().find(|(_, v)| !v.is_finite()) {
                 return Some(NonFinite::new(step, Some(m.layer), name, value));
             }
         }

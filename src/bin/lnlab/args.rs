@@ -34,6 +34,8 @@ pub enum PlacementArg {
 pub enum BackendArg {
     /// The CPU reference (f32)
     Cpu,
+    /// WGSL compute shaders on the default WebGPU adapter (Vulkan natively)
+    Gpu,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -2,7 +2,7 @@
 //! stderr, and writes its output file atomically (temporary file, then
 //! rename), so an interrupted run never leaves a half-written file.
 
-use crate::args::{EvalArgs, MetricArg, ModelArgs, OptimizerArg, PlacementArg, PlotArgs, ScaleArg, ScheduleArg, TrainArgs};
+use crate::args::{BackendArg, EvalArgs, MetricArg, ModelArgs, OptimizerArg, PlacementArg, PlotArgs, ScaleArg, ScheduleArg, TrainArgs};
 use indicatif::{ProgressBar, ProgressStyle};
 use lnlab::config::{ConfigError, DataConfig, ModelConfig, OptimizerKind, Placement, Schedule, TrainConfig};
 use lnlab::data::Dataset;
@@ -12,7 +12,8 @@ use lnlab::metrics::NonFinite;
 use lnlab::model::Model;
 use lnlab::plot::{write_figure, AxisScale, Metric, PlotOptions};
 use lnlab::train::trainer::StepOutcome;
-use lnlab::train::Trainer;
+use lnlab::gpu::GpuBackend;
+use lnlab::train::{Backend, CpuBackend, RunStart, Trainer};
 use serde::Serialize;
 use std::error::Error;
 use std::path::Path;
@@ -148,9 +149,27 @@ pub fn train(args: TrainArgs) -> CommandResult {
         model_config.placement.label(), model_config.layers, model_config.width, model_config.heads, model_config.context,
         model_config.dt, dataset.name, dataset.train.len() + dataset.val.len(), dataset.vocab.len(), train_config.steps, train_config.seed,
     );
-    let mut trainer = Trainer::new(model_config, train_config.clone(), data_config, dataset, start)?;
+    let run_start = RunStart::new(model_config, train_config, data_config, dataset, start)?;
+    match args.backend {
+        BackendArg::Cpu => {
+            let backend = CpuBackend::new(run_start.model.clone(), &run_start.train_config);
+            run_training(run_start.with_backend(backend), &args)
+        }
+        BackendArg::Gpu => {
+            let backend = pollster::block_on(GpuBackend::new(&run_start.model, &run_start.train_config))?;
+            eprintln!("GPU adapter: {}", backend.ctx.adapter);
+            if backend.ctx.adapter.device_type == "Cpu" {
+                eprintln!("note: this is a software adapter; it checks correctness, not speed");
+            }
+            run_training(run_start.with_backend(backend), &args)
+        }
+    }
+}
 
-    let progress = ProgressBar::new(train_config.steps as u64);
+/// Train to the end (or to the first non-finite value), showing progress,
+/// then write the run file and the optional checkpoint.
+fn run_training<B: Backend>(mut trainer: Trainer<B>, args: &TrainArgs) -> CommandResult {
+    let progress = ProgressBar::new(trainer.train_config.steps as u64);
     progress.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}")
             .expect("the template is valid"),
@@ -168,7 +187,7 @@ pub fn train(args: TrainArgs) -> CommandResult {
 
     let mut diverged: Option<NonFinite> = None;
     loop {
-        match trainer.step()? {
+        match pollster::block_on(trainer.step_async())? {
             StepOutcome::Trained { evaluated, .. } => {
                 progress.inc(1);
                 if evaluated || trainer.step == 1 {
@@ -190,7 +209,8 @@ pub fn train(args: TrainArgs) -> CommandResult {
     eprintln!("wrote run file {}", args.out.display());
     if let Some(path) = &args.save {
         let vocab: String = trainer.dataset().vocab.chars().iter().collect();
-        write_atomically(path, &checkpoint::save(&trainer.model, Some(&vocab)))?;
+        let model = pollster::block_on(trainer.model_async())?;
+        write_atomically(path, &checkpoint::save(&model, Some(&vocab)))?;
         eprintln!("wrote checkpoint {}", path.display());
     }
     if let Some(non_finite) = diverged {
