@@ -1,17 +1,18 @@
-//! Training throughput of the CPU reference on the standard preset
-//! (Pre-LN, 8 layers, width 64, 4 heads, context 64, batch 16, AdamW) on
-//! the default corpus. Run with `cargo run --release --example bench_train`.
+//! Training throughput on the standard preset (8 layers, width 64, 4
+//! heads, context 64, batch 16, AdamW) on the default corpus, for each
+//! placement.
+//!
+//!     cargo run --release --example bench_train            # CPU reference
+//!     cargo run --release --example bench_train -- gpu     # WGSL on the default adapter
 //!
 //! Prints steps per second over timed steps that exclude evaluations, after
-//! a few warm-up steps, for each placement.
+//! warm-up steps, and the achieved model GFLOP/s.
 
 use lnlab::config::{DataConfig, ModelConfig, Placement, TrainConfig};
 use lnlab::data::Dataset;
-use lnlab::train::Trainer;
+use lnlab::gpu::GpuBackend;
+use lnlab::train::{Backend, CpuBackend, RunStart, Trainer};
 use std::time::Instant;
-
-const WARMUP_STEPS: usize = 3;
-const TIMED_STEPS: usize = 30;
 
 /// Count the model FLOPs of one training step. The matrix products take 6
 /// per parameter per token (2 forward, 4 backward). Attention scores and
@@ -23,28 +24,52 @@ fn flops_per_step(config: &ModelConfig, parameters: usize, batch: usize) -> f64 
     tokens * (6.0 * parameters as f64 + attention)
 }
 
+/// Time `timed` steps after `warmup` steps; the run is one step longer so
+/// the final-step evaluation never happens.
+fn steps_per_second<B: Backend>(trainer: &mut Trainer<B>, warmup: usize, timed: usize) -> f64 {
+    // The first step also records the step-0 evaluation, so it belongs to
+    // the warm-up. Reports are collected inside the timed region because a
+    // GPU only finishes its queued steps when asked.
+    for _ in 0..warmup {
+        pollster::block_on(trainer.step_async()).unwrap();
+    }
+    pollster::block_on(trainer.backend.finish_steps(&[])).unwrap();
+    let start = Instant::now();
+    for _ in 0..timed {
+        pollster::block_on(trainer.step_async()).unwrap();
+    }
+    pollster::block_on(trainer.backend.finish_steps(&[])).unwrap();
+    timed as f64 / start.elapsed().as_secs_f64()
+}
+
 fn main() {
+    let use_gpu = std::env::args().nth(1).as_deref() == Some("gpu");
     let data = DataConfig::MobyDick;
     let dataset = Dataset::load(&data, 1).unwrap_or_else(|e| panic!("{e}"));
-    println!("cpu reference, f32, matrixmultiply, 1 thread, standard preset, {TIMED_STEPS} timed steps");
+    let (warmup, timed) = if use_gpu { (2, 5) } else { (3, 30) };
     for placement in Placement::ALL {
         let model = ModelConfig { placement, ..ModelConfig::standard(dataset.vocab.len()) };
-        // One step more than run, so the final-step evaluation never happens.
-        let steps = WARMUP_STEPS + TIMED_STEPS + 1;
-        let train = TrainConfig { steps, eval_every: steps + 1, eval_batches: 1, ..TrainConfig::default() };
-        let mut trainer = Trainer::new(model.clone(), train, data.clone(), dataset.clone(), None).unwrap();
-        // The first step also records the step-0 evaluation, so it belongs
-        // to the warm-up.
-        for _ in 0..WARMUP_STEPS {
-            trainer.step().unwrap();
-        }
-        let start = Instant::now();
-        for _ in 0..TIMED_STEPS {
-            trainer.step().unwrap();
-        }
-        let seconds = start.elapsed().as_secs_f64();
-        let per_second = TIMED_STEPS as f64 / seconds;
-        let gflops = flops_per_step(&model, trainer.model.layout.total, 16) * per_second / 1e9;
-        println!("{:8}  {:6.2} steps/s  {:6.2} GFLOP/s  ({} parameters)", placement.label(), per_second, gflops, trainer.model.layout.total);
+        let steps = warmup + timed + 1;
+        // Evaluations only at step 0 and after the last step.
+        let train = TrainConfig { steps, eval_every: steps, eval_batches: 1, ..TrainConfig::default() };
+        let start = RunStart::new(model.clone(), train.clone(), data.clone(), dataset.clone(), None).unwrap();
+        let parameters = start.model.layout.total;
+        let flops = flops_per_step(&model, parameters, train.batch);
+        let (per_second, backend, dispatches) = if use_gpu {
+            let backend = pollster::block_on(GpuBackend::new(&start.model, &train)).unwrap_or_else(|e| panic!("{e}"));
+            let name = backend.ctx.adapter.to_string();
+            let dispatches = backend.model.dispatches_per_step();
+            let mut trainer = start.with_backend(backend);
+            (steps_per_second(&mut trainer, warmup, timed), name, Some(dispatches))
+        } else {
+            let backend = CpuBackend::new(start.model.clone(), &train);
+            let mut trainer = start.with_backend(backend);
+            (steps_per_second(&mut trainer, warmup, timed), "cpu reference, f32, 1 thread".to_string(), None)
+        };
+        let dispatches = dispatches.map(|n| format!(", {n} dispatches per step")).unwrap_or_default();
+        println!(
+            "{:8}  {:7.3} steps/s  {:7.3} GFLOP/s  ({parameters} parameters, {:.2} GFLOP per step{dispatches}) on {backend}",
+            placement.label(), per_second, flops * per_second / 1e9, flops / 1e9,
+        );
     }
 }

@@ -10,6 +10,9 @@ apt_packages=()
 command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_packages+=(fonts-dejavu-core)
 command -v cc >/dev/null 2>&1 || apt_packages+=(build-essential)
+# lavapipe: a software Vulkan adapter, so the WGSL kernels run natively
+# without a GPU.
+[ -f /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || apt_packages+=(mesa-vulkan-drivers libvulkan1)
 if [ ${#apt_packages[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         log "missing Debian packages: ${apt_packages[*]}; install them as root (apt-get install ${apt_packages[*]})"
