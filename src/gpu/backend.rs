@@ -19,6 +19,10 @@ use crate::model::Model;
 use crate::train::backend::{Backend, Evaluation, StepReport};
 use crate::train::TrainError;
 
+/// Most steps queued before the loop collects their losses, so the GPU
+/// never runs far ahead of what the page shows.
+const MAX_QUEUED_STEPS: usize = 64;
+
 pub struct GpuBackend {
     pub ctx: GpuContext,
     pub model: GpuModel,
@@ -69,12 +73,21 @@ impl GpuBackend {
     /// Upload `model` to an open device whose kernels are compiled.
     pub fn with_context(ctx: GpuContext, kernels: Kernels, model: &Model<f32>, train: &TrainConfig) -> GpuBackend {
         let gpu_model = GpuModel::new(&ctx, &kernels, model, train, train.batch);
-        let capacity = train.eval_every.min(train.steps).max(1);
+        let capacity = train.eval_every.clamp(1, MAX_QUEUED_STEPS);
         let step_losses = ctx.zeros("step losses", capacity);
         let eval_losses = ctx.zeros("evaluation losses", 2 * train.eval_batches);
         GpuBackend {
             ctx, model: gpu_model, train: train.clone(), step_losses, capacity, queued: 0, first_queued_step: 0, eval_losses,
         }
+    }
+
+    /// Use `train`'s learning-rate and decay settings for the following
+    /// updates. The batch size and evaluation batches stay as built.
+    pub fn set_schedule(&mut self, train: &TrainConfig) {
+        self.train.lr = train.lr;
+        self.train.warmup = train.warmup;
+        self.train.weight_decay = train.weight_decay;
+        self.train.steps = train.steps;
     }
 
     fn write_batch(&self, batch: &Batch) {
@@ -122,6 +135,10 @@ impl Backend for GpuBackend {
 
     fn reports_cheaply(&self) -> bool {
         false
+    }
+
+    fn queue_capacity(&self) -> usize {
+        self.capacity
     }
 
     fn train_step(&mut self, batch: &Batch, step: usize, lr: f64) -> Result<(), TrainError> {

@@ -42,6 +42,9 @@ pub trait Backend {
     /// may call it after every step and stop at the first non-finite value.
     fn reports_cheaply(&self) -> bool;
 
+    /// Largest number of steps that may be queued between reports.
+    fn queue_capacity(&self) -> usize;
+
     /// Queue one update on `batch` with learning rate `lr`; `step` is the
     /// 0-based index of the update in the run.
     fn train_step(&mut self, batch: &Batch, step: usize, lr: f64) -> Result<(), TrainError>;
@@ -74,6 +77,11 @@ impl CpuBackend {
         CpuBackend { model, optimizer, grad_clip: train.grad_clip, weight_decay: train.weight_decay, pending_losses: Vec::new(), non_finite: None }
     }
 
+    /// Change the weight decay of the following updates.
+    pub fn set_weight_decay(&mut self, weight_decay: f64) {
+        self.weight_decay = weight_decay;
+    }
+
     /// Locate the first tensor whose gradient contains a non-finite value.
     fn non_finite_gradient(&self, grads: &[f32], step: usize) -> Option<NonFinite> {
         self.model.layout.tensors.iter().find_map(|spec| {
@@ -98,6 +106,10 @@ impl Backend for CpuBackend {
 
     fn reports_cheaply(&self) -> bool {
         true
+    }
+
+    fn queue_capacity(&self) -> usize {
+        usize::MAX
     }
 
     fn train_step(&mut self, batch: &Batch, step: usize, lr: f64) -> Result<(), TrainError> {

@@ -195,7 +195,8 @@ impl<B: Backend> Trainer<B> {
         self.step += 1;
 
         let due = self.step % self.train_config.eval_every == 0 || self.step == self.train_config.steps;
-        if due || self.backend.reports_cheaply() {
+        let queue_full = self.pending.len() >= self.backend.queue_capacity();
+        if due || queue_full || self.backend.reports_cheaply() {
             if let Some(non_finite) = self.collect_steps().await? {
                 return Ok(StepOutcome::Diverged(non_finite));
             }
