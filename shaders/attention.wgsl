@@ -14,6 +14,10 @@ struct Params {
     head_dim: u32, scale: f32, _pad0: u32, _pad1: u32,
 }
 
+// The lowest finite f32 (it rounds to -3.40282347e38). Chromium's WGSL
+// compiler rejects the usual -3.4028235e38 as outside the f32 range.
+const LOWEST: f32 = -3.4028234e38;
+
 const GROUP: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -71,7 +75,7 @@ fn attention_forward(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workg
 
     // Each invocation scores positions local, local + 64, ... and later
     // rescales the same positions, so it only reads back its own writes.
-    var local_max = -3.4028235e38;
+    var local_max = LOWEST;
     for (var s = local; s <= t; s += GROUP) {
         let k = qkv_index(b, s, 1u, h);
         var dot = 0.0;

@@ -6,6 +6,10 @@ struct Params {
     rows: u32, vocab: u32, _pad0: u32, _pad1: u32,
 }
 
+// The lowest finite f32 (it rounds to -3.40282347e38). Chromium's WGSL
+// compiler rejects the usual -3.4028235e38 as outside the f32 range.
+const LOWEST: f32 = -3.4028234e38;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
@@ -16,7 +20,7 @@ struct Params {
 fn cross_entropy(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     for (var row = id.x; row < p.rows; row += groups.x * 64u) {
         let base = row * p.vocab;
-        var max_logit = -3.4028235e38;
+        var max_logit = LOWEST;
         for (var v = 0u; v < p.vocab; v++) { max_logit = max(max_logit, logits[base + v]); }
         var sum = 0.0;
         for (var v = 0u; v < p.vocab; v++) { sum += exp(logits[base + v] - max_logit); }

@@ -45,7 +45,10 @@ pub struct AdapterSummary {
 
 impl fmt::Display for AdapterSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}, {})", self.name, self.backend, self.device_type)
+        // Browsers may hide the adapter's name for privacy.
+        let name = if self.name.is_empty() { "unnamed adapter" } else { &self.name };
+        let kind = if self.device_type == "Cpu" { "software" } else { &self.device_type };
+        write!(f, "{name} ({}, {kind})", self.backend)
     }
 }
 
