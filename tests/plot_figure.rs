@@ -285,3 +285,31 @@ fn smallest_figure_draws() {
     write_figure(&run, &path, &options).unwrap();
     assert_eq!(png_size(&std::fs::read(&path).unwrap()), (width, height));
 }
+
+/// Draws the layer × step map on an in-memory SVG backend.
+fn layer_step_svg(run: &RunFile, metric: Metric, scale: AxisScale) -> Result<String, PlotError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 500)).into_drawing_area();
+        lnlab::plot::draw_layer_step_map(&root, run, metric, scale)?;
+    }
+    Ok(svg)
+}
+
+#[test]
+fn layer_step_map_has_a_cell_per_layer_and_step() {
+    let run = trained_run(Placement::Pre);
+    let svg = layer_step_svg(&run, Metric::MaxTokenNorm, AxisScale::Log).unwrap();
+    let cells = svg.matches("<rect").count();
+    // 5 evaluations × 3 layers, plus the background.
+    assert!(cells >= 15, "{cells} rectangles");
+    assert!(svg.contains("by layer and step"), "title missing");
+}
+
+#[test]
+fn layer_step_map_with_nan_draws_grey() {
+    let mut run = trained_run(Placement::Peri);
+    run.evals[2].layers[1].max_token_norm = f64::NAN;
+    let svg = layer_step_svg(&run, Metric::MaxTokenNorm, AxisScale::Linear).unwrap();
+    assert!(svg.contains("#BEBEBE"), "the non-finite cell is not grey");
+}

@@ -9,6 +9,7 @@
 //! [`register_chart_font`], which reads a TrueType file once per process.
 
 mod axis;
+mod heatmap;
 #[cfg(not(target_arch = "wasm32"))]
 mod file;
 mod metric;
@@ -17,6 +18,7 @@ mod render;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use file::{register_chart_font, write_figure, FONT_ENV, FONT_PATHS, MAX_FIGURE_SIDE, MIN_FIGURE_HEIGHT, MIN_FIGURE_WIDTH};
+pub use heatmap::draw_layer_step_map;
 pub use metric::Metric;
 
 use crate::io::run_file::RunFile;
