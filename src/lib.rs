@@ -18,3 +18,5 @@ pub mod train;
 pub mod io;
 pub mod plot;
 pub mod gpu;
+#[cfg(target_arch = "wasm32")]
+pub mod web;

@@ -303,7 +303,7 @@ fn layer_step_map_has_a_cell_per_layer_and_step() {
     let cells = svg.matches("<rect").count();
     // 5 evaluations × 3 layers, plus the background.
     assert!(cells >= 15, "{cells} rectangles");
-    assert!(svg.contains("by layer and step"), "title missing");
+    assert!(svg.contains("max_token_norm: log10"), "title missing");
 }
 
 #[test]

@@ -39,7 +39,7 @@ pub fn draw_layer_step_map<DB: DrawingBackend>(
     let (width, _) = area.dim_in_pixel();
     let text = (width as f64 / 45.0).clamp(12.0, 28.0) as u32;
     let scale_name = if scale == AxisScale::Log { "log10 " } else { "" };
-    let title = format!("{} by layer and step (colour: {scale_name}{:.3} to {:.3})", metric.label(), low, high);
+    let title = format!("{}: {scale_name}{low:.2} (dark) to {high:.2} (bright)", metric.name());
     let mut chart = ChartBuilder::on(area)
         .caption(title, font(text + 2))
         .margin(8)

@@ -1,0 +1,175 @@
+//! The page's settings: every control's value as typed, and their
+//! conversion to the validated model, training and data configurations.
+
+use crate::config::{ConfigError, DataConfig, ModelConfig, OptimizerKind, Placement, Schedule, TrainConfig};
+use crate::data::synthetic::Task;
+
+/// Where the page's training text comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DataChoice {
+    MobyDick,
+    Task(Task),
+    /// A text file the user picked or dropped; its bytes are kept by the page.
+    File,
+}
+
+impl DataChoice {
+    pub fn value(&self) -> &'static str {
+        match self {
+            DataChoice::MobyDick => "moby-dick",
+            DataChoice::Task(task) => task.name(),
+            DataChoice::File => "file",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<DataChoice> {
+        match value {
+            "moby-dick" => Some(DataChoice::MobyDick),
+            "file" => Some(DataChoice::File),
+            other => Task::parse(other).map(DataChoice::Task),
+        }
+    }
+}
+
+/// Every control, as the user typed it. Numbers stay text until
+/// [`Settings::configs`] validates them, so a half-typed value never
+/// resets the field.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub placement: Placement,
+    pub layers: String,
+    pub width: String,
+    pub heads: String,
+    pub context: String,
+    pub batch: String,
+    pub dt: String,
+    pub lr: String,
+    pub warmup: String,
+    pub weight_decay: String,
+    pub optimizer: OptimizerKind,
+    pub steps: String,
+    pub eval_every: String,
+    pub seed: String,
+    pub data: DataChoice,
+}
+
+impl Default for Settings {
+    /// A Pre-LN model deep enough to show growth with depth and small
+    /// enough to train at interactive speed on a laptop CPU.
+    fn default() -> Self {
+        Settings {
+            placement: Placement::Pre,
+            layers: "8".into(),
+            width: "32".into(),
+            heads: "4".into(),
+            context: "32".into(),
+            batch: "8".into(),
+            dt: "1".into(),
+            lr: "0.003".into(),
+            warmup: "20".into(),
+            weight_decay: "0".into(),
+            optimizer: OptimizerKind::Adamw,
+            steps: "300".into(),
+            eval_every: "10".into(),
+            seed: "1".into(),
+            data: DataChoice::MobyDick,
+        }
+    }
+}
+
+fn parse_integer(field: &'static str, text: &str) -> Result<usize, ConfigError> {
+    text.trim().parse::<usize>().map_err(|_| ConfigError::new(field, format!("\"{text}\""), "a whole number"))
+}
+
+fn parse_number(field: &'static str, text: &str) -> Result<f64, ConfigError> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() => Ok(value),
+        _ => Err(ConfigError::new(field, format!("\"{text}\""), "a number")),
+    }
+}
+
+impl Settings {
+    /// Validate every control and build the training configuration; the
+    /// model configuration needs the vocabulary size of the data.
+    pub fn train_config(&self) -> Result<TrainConfig, ConfigError> {
+        let seed = self.seed.trim().parse::<u64>().map_err(|_| ConfigError::new("seed", format!("\"{}\"", self.seed), "a whole number from 0"))?;
+        let config = TrainConfig {
+            optimizer: self.optimizer,
+            lr: parse_number("lr", &self.lr)?,
+            schedule: Schedule::Constant,
+            min_lr_ratio: 0.0,
+            warmup: parse_integer("warmup", &self.warmup)?,
+            weight_decay: parse_number("weight-decay", &self.weight_decay)?,
+            decay_ln_gains: false,
+            grad_clip: Some(1.0),
+            batch: parse_integer("batch", &self.batch)?,
+            steps: parse_integer("steps", &self.steps)?,
+            eval_every: parse_integer("eval-every", &self.eval_every)?,
+            eval_batches: 2,
+            seed,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn model_config(&self, vocab: usize) -> Result<ModelConfig, ConfigError> {
+        let config = ModelConfig {
+            placement: self.placement,
+            layers: parse_integer("layers", &self.layers)?,
+            width: parse_integer("width", &self.width)?,
+            heads: parse_integer("heads", &self.heads)?,
+            context: parse_integer("context", &self.context)?,
+            vocab,
+            dt: parse_number("dt", &self.dt)?,
+            ..ModelConfig::standard(vocab)
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn data_config(&self, file_name: Option<&str>) -> DataConfig {
+        match &self.data {
+            DataChoice::MobyDick => DataConfig::MobyDick,
+            DataChoice::Task(task) => DataConfig::Synthetic { task: *task },
+            DataChoice::File => DataConfig::File { path: file_name.unwrap_or("file").to_string() },
+        }
+    }
+
+    /// Whether switching from `self` to `other` needs a new model. Rates,
+    /// schedule lengths and evaluation interval apply to a run in progress.
+    pub fn needs_new_run(&self, other: &Settings) -> bool {
+        let model_side = |s: &Settings| {
+            (s.placement, s.layers.clone(), s.width.clone(), s.heads.clone(), s.context.clone(), s.batch.clone(), s.dt.clone(), s.optimizer, s.seed.clone(), s.data.clone())
+        };
+        model_side(self) != model_side(other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        let settings = Settings::default();
+        settings.train_config().unwrap();
+        settings.model_config(65).unwrap();
+    }
+
+    #[test]
+    fn half_typed_number_names_field() {
+        let settings = Settings { lr: "0.0.1".into(), ..Settings::default() };
+        let error = settings.train_config().unwrap_err();
+        assert_eq!(error.field, "lr");
+        assert!(error.to_string().contains("\"0.0.1\""), "{error}");
+    }
+
+    #[test]
+    fn learning_rate_change_keeps_run() {
+        let before = Settings::default();
+        let after = Settings { lr: "0.01".into(), steps: "500".into(), ..before.clone() };
+        assert!(!before.needs_new_run(&after));
+        let deeper = Settings { layers: "12".into(), ..before.clone() };
+        assert!(before.needs_new_run(&deeper));
+    }
+}
