@@ -26,7 +26,7 @@ use session::{detect_backend, now_ms, yield_to_browser, BackendChoice, Session};
 use settings::{DataChoice, Settings};
 use wasm_bindgen::JsCast;
 
-/// Where a run stands, shown in `#status[data-state]`.
+/// State of a run, shown in `#status[data-state]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RunState {
     Idle,
@@ -247,8 +247,8 @@ impl Lab {
         self.state.set(RunState::Idle);
     }
 
-    /// Apply an edited setting: schedule settings reach the run in
-    /// progress; model settings wait for Reset, and the page says so.
+    /// Apply an edited setting. Schedule settings reach the run in
+    /// progress; model settings wait for Reset, and a notice explains that.
     fn edit(self, change: impl FnOnce(&mut Settings)) {
         self.settings.update(change);
         let settings = self.settings.get_untracked();
@@ -270,7 +270,7 @@ fn input_value(event: &leptos::ev::Event) -> String {
     event_target_value(event)
 }
 
-/// A labelled text input bound to one field of the settings.
+/// Render a labelled text input bound to one field of the settings.
 fn number_field(lab: Lab, id: &'static str, label: &'static str, hint: &'static str, get: fn(&Settings) -> String, set: fn(&mut Settings, String)) -> impl IntoView {
     view! {
         <label for=id title=hint>

@@ -1,5 +1,6 @@
-//! One training run in the page: backend detection, data loading, and the
-//! loop that trains in chunks and yields to the browser between them.
+//! One training run in the page: backend detection, data loading, the run
+//! on either backend, and the helpers the training loop uses to yield to
+//! the browser.
 
 use crate::config::TrainConfig;
 use crate::data::{DataError, Dataset, MAX_FILE_BYTES};
@@ -10,7 +11,7 @@ use crate::train::{CpuBackend, RunStart, TrainError, Trainer};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-/// Which compute path the page uses, and why.
+/// Compute path of the page, with the reason for it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum BackendChoice {
     /// WebGPU works: the adapter's description.
@@ -35,7 +36,7 @@ impl BackendChoice {
     }
 }
 
-/// Whether `navigator.gpu` exists. Reading a missing property gives
+/// Check that `navigator.gpu` exists. Reading a missing property gives
 /// `undefined`, never an exception.
 fn has_navigator_gpu() -> bool {
     let Some(window) = web_sys::window() else { return false };
@@ -58,8 +59,34 @@ pub async fn detect_backend() -> BackendChoice {
     };
     let kernels = crate::gpu::kernels::Kernels::new(&ctx);
     match crate::gpu::self_test::self_test(&ctx, &kernels).await {
-        Ok(()) => BackendChoice::WebGpu(ctx.adapter.to_string()),
+        Ok(()) => {
+            let mut adapter = ctx.adapter.clone();
+            if adapter.name.is_empty() {
+                if let Some(identity) = browser_adapter_identity().await {
+                    adapter.name = identity;
+                }
+            }
+            BackendChoice::WebGpu(adapter.to_string())
+        }
         Err(error) => BackendChoice::Cpu(format!("WebGPU is present but {error}.")),
+    }
+}
+
+/// Read the adapter's vendor and architecture from `GPUAdapter.info`,
+/// since browsers leave its description (wgpu's adapter name) empty.
+async fn browser_adapter_identity() -> Option<String> {
+    use js_sys::Reflect;
+    let navigator = web_sys::window()?.navigator();
+    let gpu = Reflect::get(&navigator, &"gpu".into()).ok()?;
+    let request: js_sys::Function = Reflect::get(&gpu, &"requestAdapter".into()).ok()?.dyn_into().ok()?;
+    let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+    let adapter = JsFuture::from(promise).await.ok()?;
+    let info = Reflect::get(&adapter, &"info".into()).ok()?;
+    let field = |name: &str| Reflect::get(&info, &name.into()).ok().and_then(|v| v.as_string()).filter(|s| !s.is_empty());
+    match (field("vendor"), field("architecture")) {
+        (Some(vendor), Some(architecture)) => Some(format!("{vendor} {architecture}")),
+        (Some(one), None) | (None, Some(one)) => Some(one),
+        (None, None) => None,
     }
 }
 
