@@ -9,7 +9,6 @@
 mod charts;
 mod explain;
 mod session;
-mod settings;
 
 use crate::config::{OptimizerKind, Placement};
 use crate::data::synthetic::Task;
@@ -23,7 +22,7 @@ use leptos::html;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use session::{detect_backend, now_ms, yield_to_browser, BackendChoice, Session};
-use settings::{DataChoice, Settings};
+use crate::page_settings::{DataChoice, Settings};
 use wasm_bindgen::JsCast;
 
 /// State of a run, shown in `#status[data-state]`.
