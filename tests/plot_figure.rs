@@ -313,3 +313,11 @@ fn layer_step_map_with_nan_draws_grey() {
     let svg = layer_step_svg(&run, Metric::MaxTokenNorm, AxisScale::Linear).unwrap();
     assert!(svg.contains("#BEBEBE"), "the non-finite cell is not grey");
 }
+
+#[test]
+fn log_x_axis_leaves_out_layer_zero() {
+    let run = trained_run(Placement::Pre);
+    let options = PlotOptions { x_scale: AxisScale::Log, ..PlotOptions::default() };
+    let svg = svg_of(&run, &options).unwrap();
+    assert!(svg.contains("x axis: 1 value ≤ 0 not drawn on the log axis"), "no note about layer 0 or step 0");
+}

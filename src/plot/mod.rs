@@ -45,6 +45,9 @@ pub struct PlotOptions {
     pub layer_scale: AxisScale,
     /// Y axis of the loss chart.
     pub loss_scale: AxisScale,
+    /// X axis (layer or step) of every line chart. On a log axis, layer 0
+    /// and step 0 cannot be placed; the caption says how many were left out.
+    pub x_scale: AxisScale,
     /// Index into `run.evals` of the evaluation the per-layer charts show;
     /// `None` for the last.
     pub eval_index: Option<usize>,
@@ -60,6 +63,7 @@ impl Default for PlotOptions {
             metric: Metric::MaxTokenNorm,
             layer_scale: AxisScale::Log,
             loss_scale: AxisScale::Linear,
+            x_scale: AxisScale::Linear,
             eval_index: None,
             width: 1200,
             height: 900,

@@ -89,6 +89,7 @@ pub(crate) fn metric_panel(run: &RunFile, options: &PlotOptions) -> Result<Panel
         x_label: "layer l (block boundary)".to_string(),
         y_label: metric.label().to_string(),
         x_padding: 0.3,
+        x_scale: options.x_scale,
         y_scale: options.layer_scale,
         series: lines,
         notes,
@@ -116,6 +117,7 @@ pub(crate) fn gradient_panel(run: &RunFile, options: &PlotOptions) -> Result<Pan
         x_label: "layer l (block boundary)".to_string(),
         y_label: "rms of ∂loss/∂x_l per token".to_string(),
         x_padding: 0.3,
+        x_scale: options.x_scale,
         y_scale: options.layer_scale,
         series: lines,
         notes,
@@ -133,6 +135,8 @@ pub(crate) fn loss_panel(run: &RunFile, options: &PlotOptions) -> Result<Panel, 
     let (batch_label, batch_losses) = step_loss_points(&run.step_losses);
 
     let first_step = run.evals.iter().map(|e| e.step).min().unwrap_or(0) as f64;
+    // A log x axis cannot place step 0, so the reference line starts at 1 there.
+    let first_step = if options.x_scale == crate::plot::AxisScale::Log { first_step.max(1.0) } else { first_step };
     let last_step = (run.evals.iter().map(|e| e.step).max().unwrap_or(0) as f64).max(batch_losses.last().map_or(0.0, |p| p.0));
     let uniform = (run.model.vocab as f64).ln();
 
@@ -149,6 +153,7 @@ pub(crate) fn loss_panel(run: &RunFile, options: &PlotOptions) -> Result<Panel, 
         x_label: "step".to_string(),
         y_label: "loss (nats)".to_string(),
         x_padding: 0.0,
+        x_scale: options.x_scale,
         y_scale: options.loss_scale,
         series: lines,
         notes: Vec::new(),

@@ -16,8 +16,10 @@ pub(crate) struct Panel {
     pub title: String,
     pub x_label: String,
     pub y_label: String,
-    /// Extra x range on each side, in data units, so end markers show whole.
+    /// Extra x range on each side, in data units, so end markers show whole
+    /// (linear x axes only).
     pub x_padding: f64,
+    pub x_scale: AxisScale,
     pub y_scale: AxisScale,
     pub series: Vec<Series>,
     /// Facts a reader needs that the lines cannot show, one short clause each.
@@ -99,11 +101,16 @@ pub(crate) fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, pane
 
     let xs: Vec<f64> = panel.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
     let ys: Vec<f64> = panel.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).collect();
-    let x_axis = Axis::integer(&xs, panel.x_padding);
+    let x_axis = match panel.x_scale {
+        AxisScale::Linear => Axis::integer(&xs, panel.x_padding),
+        AxisScale::Log => Axis::values(&xs, AxisScale::Log),
+    };
     let mut y_axis = Axis::values(&ys, panel.y_scale);
 
     let mut notes = panel.notes.clone();
+    notes.extend(x_axis.fallback_note.clone().map(|note| format!("x axis: {note}")));
     notes.extend(y_axis.fallback_note.clone());
+    notes.extend(skipped_note(&xs, &x_axis).map(|note| format!("x axis: {note}")));
     notes.extend(skipped_note(&ys, &y_axis));
 
     let mut body = area.titled(&panel.title, font(sizes.title)).map_err(drawing_error)?;
@@ -124,17 +131,17 @@ pub(crate) fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, pane
         corner = quietest_corner(panel, &x_axis, &y_axis, legend).0;
     }
 
-    let x_coord = Ticked { inner: RangedCoordf64::from(x_axis.range.clone()), ticks: x_axis.ticks.clone() };
     let axes = (&x_axis, &y_axis);
-    match y_axis.scale {
-        AxisScale::Linear => {
-            let inner = RangedCoordf64::from(y_axis.range.clone());
-            draw_chart(&body, panel, &sizes, x_coord, Ticked { inner, ticks: y_axis.ticks.clone() }, axes, corner)
-        }
-        AxisScale::Log => {
-            let inner: LogCoord<f64> = y_axis.range.clone().log_scale().into();
-            draw_chart(&body, panel, &sizes, x_coord, Ticked { inner, ticks: y_axis.ticks.clone() }, axes, corner)
-        }
+    let linear = |axis: &Axis| Ticked { inner: RangedCoordf64::from(axis.range.clone()), ticks: axis.ticks.clone() };
+    let log = |axis: &Axis| {
+        let inner: LogCoord<f64> = axis.range.clone().log_scale().into();
+        Ticked { inner, ticks: axis.ticks.clone() }
+    };
+    match (x_axis.scale, y_axis.scale) {
+        (AxisScale::Linear, AxisScale::Linear) => draw_chart(&body, panel, &sizes, linear(&x_axis), linear(&y_axis), axes, corner),
+        (AxisScale::Linear, AxisScale::Log) => draw_chart(&body, panel, &sizes, linear(&x_axis), log(&y_axis), axes, corner),
+        (AxisScale::Log, AxisScale::Linear) => draw_chart(&body, panel, &sizes, log(&x_axis), linear(&y_axis), axes, corner),
+        (AxisScale::Log, AxisScale::Log) => draw_chart(&body, panel, &sizes, log(&x_axis), log(&y_axis), axes, corner),
     }
 }
 
@@ -153,10 +160,10 @@ fn skipped_note(ys: &[f64], axis: &Axis) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
-/// Draws mesh, series and legend with a y coordinate of type `Y`, linear
-/// or log. Nothing else differs between the two scales.
-fn draw_chart<DB: DrawingBackend, Y: Ranged<ValueType = f64>>(
-    area: &DrawingArea<DB, Shift>, panel: &Panel, sizes: &Sizes, x_coord: Ticked<RangedCoordf64>, y_coord: Ticked<Y>,
+/// Draws mesh, series and legend with coordinates of types `X` and `Y`,
+/// each linear or log. Nothing else differs between the scales.
+fn draw_chart<DB: DrawingBackend, X: Ranged<ValueType = f64>, Y: Ranged<ValueType = f64>>(
+    area: &DrawingArea<DB, Shift>, panel: &Panel, sizes: &Sizes, x_coord: Ticked<X>, y_coord: Ticked<Y>,
     (x_axis, y_axis): (&Axis, &Axis), legend_corner: SeriesLabelPosition,
 ) -> Result<(), PlotError> {
     let mut chart = ChartBuilder::on(area)
@@ -182,7 +189,7 @@ fn draw_chart<DB: DrawingBackend, Y: Ranged<ValueType = f64>>(
         .map_err(drawing_error)?;
 
     for series in &panel.series {
-        draw_series(&mut chart, series, sizes, y_axis)?;
+        draw_series(&mut chart, series, sizes, (x_axis, y_axis))?;
     }
 
     chart
@@ -197,19 +204,19 @@ fn draw_chart<DB: DrawingBackend, Y: Ranged<ValueType = f64>>(
         .map_err(drawing_error)
 }
 
-type Chart<'a, DB, Y> = ChartContext<'a, DB, Cartesian2d<Ticked<RangedCoordf64>, Ticked<Y>>>;
+type Chart<'a, DB, X, Y> = ChartContext<'a, DB, Cartesian2d<Ticked<X>, Ticked<Y>>>;
 
 /// Draws one series: its line in pieces between values the axis cannot
 /// show, then its markers. The legend entry goes on the first thing drawn,
 /// or on an empty drawing when nothing can be drawn.
-fn draw_series<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
-    chart: &mut Chart<'a, DB, Y>, series: &Series, sizes: &Sizes, y_axis: &Axis,
+fn draw_series<'a, DB: DrawingBackend + 'a, X: Ranged<ValueType = f64>, Y: Ranged<ValueType = f64>>(
+    chart: &mut Chart<'a, DB, X, Y>, series: &Series, sizes: &Sizes, (x_axis, y_axis): (&Axis, &Axis),
 ) -> Result<(), PlotError> {
     let look = Look::of(series, sizes);
     let mut labelled = false;
 
     if series.stroke != Stroke::None {
-        for piece in drawable_pieces(&series.points, y_axis) {
+        for piece in drawable_pieces(&series.points, x_axis, y_axis) {
             let annotation = match series.stroke {
                 Stroke::Solid => chart.draw_series(LineSeries::new(piece, look.style)),
                 _ => chart.draw_series(DashedLineSeries::new(piece, look.dash, look.gap, look.style)),
@@ -223,7 +230,7 @@ fn draw_series<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
     }
 
     if let Some(marker) = series.marker {
-        let placed: Vec<(f64, f64)> = series.points.iter().copied().filter(|p| p.0.is_finite() && y_axis.can_place(p.1)).collect();
+        let placed: Vec<(f64, f64)> = series.points.iter().copied().filter(|p| x_axis.can_place(p.0) && y_axis.can_place(p.1)).collect();
         let any_placed = !placed.is_empty();
         let (size, style) = (look.marker_size, look.style);
         let annotation = match marker {
@@ -310,11 +317,11 @@ fn legend_glyph_length(sizes: &Sizes) -> u32 {
 /// Splits a line into runs of consecutive points that the axes can show,
 /// each of at least two points, so a NaN, or a zero on a log axis, breaks
 /// the line there.
-fn drawable_pieces(points: &[(f64, f64)], y_axis: &Axis) -> Vec<Vec<(f64, f64)>> {
+fn drawable_pieces(points: &[(f64, f64)], x_axis: &Axis, y_axis: &Axis) -> Vec<Vec<(f64, f64)>> {
     let mut pieces = Vec::new();
     let mut current = Vec::new();
     for &(x, y) in points {
-        if x.is_finite() && y_axis.can_place(y) {
+        if x_axis.can_place(x) && y_axis.can_place(y) {
             current.push((x, y));
         } else if !current.is_empty() {
             pieces.push(std::mem::take(&mut current));
@@ -340,7 +347,7 @@ fn legend_extent(panel: &Panel, sizes: &Sizes, plot_width: u32, plot_height: u32
 fn quietest_corner(panel: &Panel, x_axis: &Axis, y_axis: &Axis, (width, height): (f64, f64)) -> (SeriesLabelPosition, usize) {
     let mut samples = Vec::new();
     for series in &panel.series {
-        for piece in drawable_pieces(&series.points, y_axis) {
+        for piece in drawable_pieces(&series.points, x_axis, y_axis) {
             for pair in piece.windows(2) {
                 let (a, b) = (to_unit(pair[0], x_axis, y_axis), to_unit(pair[1], x_axis, y_axis));
                 samples.extend((0..=16).map(|i| {
@@ -349,7 +356,7 @@ fn quietest_corner(panel: &Panel, x_axis: &Axis, y_axis: &Axis, (width, height):
                 }));
             }
         }
-        samples.extend(series.points.iter().filter(|p| y_axis.can_place(p.1)).map(|p| to_unit(*p, x_axis, y_axis)));
+        samples.extend(series.points.iter().filter(|p| x_axis.can_place(p.0) && y_axis.can_place(p.1)).map(|p| to_unit(*p, x_axis, y_axis)));
     }
     // Corners in order of preference when they tie.
     let corners = [

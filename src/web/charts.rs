@@ -33,16 +33,24 @@ fn fit_to_display(canvas: &web_sys::HtmlCanvasElement) -> (u32, u32) {
 
 /// Draw `kind` for `run` on `canvas`; returns a message when the chart
 /// cannot be drawn (for example before the first evaluation).
-pub fn draw(canvas: &web_sys::HtmlCanvasElement, kind: ChartKind, run: &RunFile, metric: Metric, layer_scale: AxisScale, loss_scale: AxisScale) -> Result<(), String> {
+/// The axis choices of the page's view options.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scales {
+    pub layer: AxisScale,
+    pub loss: AxisScale,
+    pub x: AxisScale,
+}
+
+pub fn draw(canvas: &web_sys::HtmlCanvasElement, kind: ChartKind, run: &RunFile, metric: Metric, scales: Scales) -> Result<(), String> {
     let (width, height) = fit_to_display(canvas);
     let backend = CanvasBackend::with_canvas_object(canvas.clone()).ok_or("the canvas has no 2D context")?;
     let area = backend.into_drawing_area();
-    let options = PlotOptions { metric, layer_scale, loss_scale, eval_index: None, width, height };
+    let options = PlotOptions { metric, layer_scale: scales.layer, loss_scale: scales.loss, x_scale: scales.x, eval_index: None, width, height };
     let result = match kind {
         ChartKind::Metric => draw_metric_chart(&area, run, &options),
         ChartKind::Gradient => draw_gradient_chart(&area, run, &options),
         ChartKind::Loss => draw_loss_chart(&area, run, &options),
-        ChartKind::LayerStep => draw_layer_step_map(&area, run, metric, layer_scale),
+        ChartKind::LayerStep => draw_layer_step_map(&area, run, metric, scales.layer),
     };
     result.map_err(|e| e.to_string())?;
     area.present().map_err(|e| e.to_string())

@@ -76,6 +76,7 @@ struct Lab {
     metric: RwSignal<Metric>,
     layer_scale: RwSignal<AxisScale>,
     loss_scale: RwSignal<AxisScale>,
+    x_scale: RwSignal<AxisScale>,
     slot: StoredValue<Slot, LocalStorage>,
     /// The picked or dropped text file: its name and bytes.
     file: StoredValue<Option<(String, Vec<u8>)>, LocalStorage>,
@@ -98,6 +99,7 @@ impl Lab {
             metric: RwSignal::new(Metric::MaxTokenNorm),
             layer_scale: RwSignal::new(AxisScale::Log),
             loss_scale: RwSignal::new(AxisScale::Linear),
+            x_scale: RwSignal::new(AxisScale::Linear),
             slot: StoredValue::new_local(Slot { session: None, started_with: None }),
             file: StoredValue::new_local(None),
             corpus: StoredValue::new_local(None),
@@ -415,11 +417,12 @@ fn Chart(lab: Lab, kind: ChartKind, id: &'static str, label: &'static str) -> im
     let message = RwSignal::new(None::<String>);
     Effect::new(move |_| {
         let run = lab.run.get();
-        let (metric, layer_scale, loss_scale) = (lab.metric.get(), lab.layer_scale.get(), lab.loss_scale.get());
+        let metric = lab.metric.get();
+        let scales = charts::Scales { layer: lab.layer_scale.get(), loss: lab.loss_scale.get(), x: lab.x_scale.get() };
         let Some(element) = canvas.get() else { return };
         let element: web_sys::HtmlCanvasElement = element.unchecked_into();
         match run {
-            Some(run) if !run.evals.is_empty() => message.set(charts::draw(&element, kind, &run, metric, layer_scale, loss_scale).err()),
+            Some(run) if !run.evals.is_empty() => message.set(charts::draw(&element, kind, &run, metric, scales).err()),
             _ => message.set(Some("Press Train to see this chart.".into())),
         }
     });
@@ -510,6 +513,13 @@ fn ViewOptions(lab: Lab) -> impl IntoView {
                 <select id="layer-scale" on:change=move |ev| lab.layer_scale.set(scale_of(&input_value(&ev)))>
                     <option value="log" selected=true>"log"</option>
                     <option value="linear">"linear"</option>
+                </select>
+            </label>
+            <label for="x-scale">
+                <span>"Layer and step axes"</span>
+                <select id="x-scale" on:change=move |ev| lab.x_scale.set(scale_of(&input_value(&ev)))>
+                    <option value="linear" selected=true>"linear"</option>
+                    <option value="log">"log (leaves out layer 0 and step 0)"</option>
                 </select>
             </label>
             <label for="loss-scale">

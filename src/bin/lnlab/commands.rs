@@ -237,6 +237,7 @@ pub fn plot(args: PlotArgs) -> CommandResult {
         metric,
         layer_scale: scale(args.layer_scale),
         loss_scale: scale(args.loss_scale),
+        x_scale: scale(args.x_scale),
         eval_index: args.eval_index,
         width: args.width,
         height: args.height,
