@@ -252,6 +252,8 @@ impl Lab {
     /// progress; model settings wait for Reset, and a notice explains that.
     fn edit(self, change: impl FnOnce(&mut Settings)) {
         self.settings.update(change);
+        // An error about the old value no longer applies.
+        self.error.set(None);
         let settings = self.settings.get_untracked();
         let started_with = self.slot.with_value(|slot| slot.started_with.clone());
         let Some(started_with) = started_with else { return };
@@ -423,7 +425,12 @@ fn Chart(lab: Lab, kind: ChartKind, id: &'static str, label: &'static str) -> im
         let element: web_sys::HtmlCanvasElement = element.unchecked_into();
         match run {
             Some(run) if !run.evals.is_empty() => message.set(charts::draw(&element, kind, &run, metric, scales).err()),
-            _ => message.set(Some("Press Train to see this chart.".into())),
+            _ => {
+                // Setting the width clears the canvas, so no chart of a
+                // reset run stays on screen.
+                element.set_width(element.width());
+                message.set(Some("Press Train to see this chart.".into()));
+            }
         }
     });
     view! {
