@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Where LayerNorm sits in each block (see `docs/model.md`).
+/// Position of LayerNorm in each block (see `docs/model.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Placement {
@@ -287,7 +287,7 @@ impl TrainConfig {
     }
 }
 
-/// Where the training text comes from.
+/// Source of the training text.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum DataConfig {

@@ -71,7 +71,7 @@ impl NormJob {
     }
 }
 
-/// What a LayerNorm contributes to the bounds.
+/// LayerNorm norms that enter the bounds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LnNorms {
     pub max_gain: f64,
@@ -248,7 +248,7 @@ pub fn fit_growth(values: &[f64], dt: f64) -> Option<GrowthFit> {
     Some(GrowthFit { c: (y_mean - kappa * x_mean).exp(), kappa })
 }
 
-/// What the gradient bound under LN_f needs from the evaluation batch.
+/// Summary of the evaluation batch that the gradient bound under LN_f needs.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FinalGradSummary {
     /// Number of tokens B·T.
@@ -284,7 +284,7 @@ pub struct Bounds {
 }
 
 impl Bounds {
-    /// Every bound of the weights behind `norms`, starting from the measured
+    /// Compute every bound of the weights behind `norms`, starting from the measured
     /// M_0 = `max_token_norm_0`.
     pub fn compute(config: &ModelConfig, norms: &WeightNorms, max_token_norm_0: f64, final_grad: Option<FinalGradSummary>) -> Bounds {
         let dt = config.dt;
@@ -305,9 +305,9 @@ impl Bounds {
                     Placement::Post => radius(ln_post),
                     // Peri-LN: each update is an LN output, so M grows by at most Δt·r(LN_out).
                     Placement::Peri => bound + dt * radius(ln_out),
-                    // Pre-LN: the branch sees a vector of norm ≤ r(LN_in).
+                    // Pre-LN: the branch input is an LN output, of norm ≤ r(LN_in).
                     Placement::Pre => bound + dt * gain(radius(ln_in)),
-                    // No LN: the branch sees the stream itself (a Grönwall recursion).
+                    // No LN: the branch input is the stream itself (a Grönwall recursion).
                     Placement::None => bound + dt * gain(bound),
                 };
                 token_norm.push(bound);

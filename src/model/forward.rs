@@ -34,7 +34,7 @@ pub enum Branch {
     Mlp,
 }
 
-/// What a branch keeps for its backward pass.
+/// Values a branch keeps for its backward pass.
 #[derive(Clone, Debug)]
 pub enum BranchCache<F> {
     Attention {

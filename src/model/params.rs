@@ -20,7 +20,7 @@ pub enum TensorKind {
     LnBias,
 }
 
-/// Which part of the network a tensor belongs to, for per-block gradient norms.
+/// Part of the network a tensor belongs to, for per-block gradient norms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Group {
     Embedding,

@@ -46,7 +46,7 @@ pub struct PlotOptions {
     /// Y axis of the loss chart.
     pub loss_scale: AxisScale,
     /// X axis (layer or step) of every line chart. On a log axis, layer 0
-    /// and step 0 cannot be placed; the caption says how many were left out.
+    /// and step 0 cannot be placed; the caption counts how many were left out.
     pub x_scale: AxisScale,
     /// Index into `run.evals` of the evaluation the per-layer charts show;
     /// `None` for the last.

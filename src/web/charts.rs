@@ -6,7 +6,7 @@ use crate::plot::{draw_gradient_chart, draw_layer_step_map, draw_loss_chart, dra
 use plotters::prelude::IntoDrawingArea;
 use plotters_canvas::CanvasBackend;
 
-/// Which chart a canvas shows.
+/// Chart a canvas shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChartKind {
     Metric,

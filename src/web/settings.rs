@@ -4,7 +4,7 @@
 use crate::config::{ConfigError, DataConfig, ModelConfig, OptimizerKind, Placement, Schedule, TrainConfig};
 use crate::data::synthetic::Task;
 
-/// Where the page's training text comes from.
+/// Source of the page's training text.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DataChoice {
     MobyDick,

@@ -176,7 +176,7 @@ pub struct PlotArgs {
     /// Y axis of the loss chart
     #[arg(long, value_enum, default_value = "linear")]
     pub loss_scale: ScaleArg,
-    /// X axis (layer or step) of the line charts; a log axis leaves out layer 0 and step 0 and says so
+    /// X axis (layer or step) of the line charts; a log axis leaves out layer 0 and step 0 and the caption counts them
     #[arg(long, value_enum, default_value = "linear")]
     pub x_scale: ScaleArg,
     /// Index of the evaluation to draw, counting from 0 [default: the last]

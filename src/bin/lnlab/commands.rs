@@ -247,7 +247,7 @@ pub fn plot(args: PlotArgs) -> CommandResult {
     Ok(())
 }
 
-/// What `lnlab eval` writes.
+/// Contents of the file `lnlab eval` writes.
 #[derive(Serialize)]
 struct EvalFile {
     schema: &'static str,

@@ -14,7 +14,7 @@ pub enum Op {
 
 /// `C = alpha·op(A)·op(B) + beta·C` with op(A) m×k, op(B) k×n, C m×n.
 ///
-/// `a` holds A as stored: m×k when plain, k×m when transposed (likewise `b`).
+/// `a` contains A as stored: m×k when plain, k×m when transposed (likewise `b`).
 /// With `beta = 0` the old contents of `c` are ignored, NaN included.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm<F: Scalar>(
