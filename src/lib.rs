@@ -18,9 +18,6 @@ pub mod train;
 pub mod io;
 pub mod plot;
 pub mod gpu;
-/// The page's settings model, outside `web` so that it builds, and its
-/// tests run, on every target.
-#[path = "web/settings.rs"]
-pub mod page_settings;
+pub mod page;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -22,7 +22,7 @@ use leptos::html;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use session::{detect_backend, now_ms, yield_to_browser, BackendChoice, Session};
-use crate::page_settings::{DataChoice, Settings};
+use crate::page::settings::{DataChoice, Settings};
 use wasm_bindgen::JsCast;
 
 /// State of a run, shown in `#status[data-state]`.
