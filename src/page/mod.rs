@@ -3,3 +3,4 @@
 //! carries them, and the presets.
 
 pub mod settings;
+pub mod saved;
