@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub const SAVED_SCHEMA: &str = "lnlab-page-runs";
 /// Version this page writes and reads.
 pub const SAVED_VERSION: u32 = 1;
-/// Most runs the page keeps; the run list refuses more.
+/// Maximum number of runs the page keeps. The run list rejects more.
 pub const MAX_SAVED_RUNS: usize = 50;
 
 /// One run in the page's list.
@@ -68,12 +68,12 @@ pub struct Loaded {
     pub skipped: Vec<String>,
 }
 
-/// Write the list.
+/// Serialises the list.
 pub fn encode(runs: &[SavedRun]) -> String {
     serde_json::to_string(&ListOut { schema: SAVED_SCHEMA, version: SAVED_VERSION, runs }).expect("run lists serialise without failure")
 }
 
-/// Read a stored list. A run that fails its own checks (an older run-file
+/// Reads a stored list. A run that fails its own checks (an older run-file
 /// version, a damaged record) is skipped and named in [`Loaded::skipped`]
 /// while the others load.
 pub fn decode(text: &str) -> Result<Loaded, SavedError> {
@@ -144,7 +144,7 @@ mod tests {
     }
 
     #[test]
-    fn damaged_run_is_skipped_and_named() {
+    fn damaged_run_skipped_and_named() {
         let run = small_run();
         let mut text = encode(&[SavedRun { id: 1, shown: true, label: None, run: run.clone() }, SavedRun { id: 2, shown: true, label: None, run }]);
         // Break the second run's schema version only.
@@ -153,11 +153,12 @@ mod tests {
         let loaded = decode(&text).unwrap();
         assert_eq!(loaded.runs.len(), 1);
         assert_eq!(loaded.runs[0].id, 1);
-        assert!(loaded.skipped[0].contains("saved run 2") && loaded.skipped[0].contains("version 9"), "{:?}", loaded.skipped);
+        assert!(loaded.skipped[0].contains("saved run 2"), "{:?}", loaded.skipped);
+        assert!(loaded.skipped[0].contains("version 9"), "{:?}", loaded.skipped);
     }
 
     #[test]
-    fn newer_or_foreign_lists_are_refused() {
+    fn newer_or_foreign_lists_rejected() {
         let newer = format!("{{\"schema\":\"{SAVED_SCHEMA}\",\"version\":2,\"runs\":[]}}");
         assert!(matches!(decode(&newer), Err(SavedError::Newer(2))));
         assert!(matches!(decode("{\"schema\":\"other\",\"runs\":[]}"), Err(SavedError::WrongSchema(_))));
