@@ -4,3 +4,4 @@
 
 pub mod settings;
 pub mod saved;
+pub mod link;
