@@ -5,3 +5,4 @@
 pub mod settings;
 pub mod saved;
 pub mod link;
+pub mod presets;
