@@ -235,3 +235,60 @@ fn gpu_backend_follows_cpu() {
     let val = |run: &Value| run["evals"][1]["val_loss"].as_f64().unwrap();
     assert!((val(&cpu) - val(&gpu)).abs() < 1e-3 * val(&cpu), "validation loss {} vs {}", val(&gpu), val(&cpu));
 }
+
+/// Trains one tiny run (2 layers, width 16, 5 steps on the sort task) the
+/// first time it is called in this process and returns its run file, so the
+/// plot and report tests share one training run.
+fn tiny_run() -> &'static Path {
+    static RUN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let path = scratch_dir("tiny-run").join("peri.json");
+        let output = lnlab(&[
+            "train", "--placement", "peri", "--layers", "2", "--width", "16", "--heads", "2", "--context", "16", "--batch", "4",
+            "--steps", "5", "--eval-every", "5", "--seed", "5", "--data", "sort", "--out", path.to_str().unwrap(),
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        path
+    })
+}
+
+#[test]
+fn plot_overlays_two_run_files() {
+    let dir = scratch_dir("overlay");
+    let run = tiny_run().to_str().unwrap();
+    let figure = dir.join("overlay.svg");
+    let output = lnlab(&["plot", run, run, "--label", "first", "--label", "second", "--theme", "dark", "--out", figure.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let svg = std::fs::read_to_string(&figure).unwrap();
+    assert!(svg.contains("\nfirst\n"), "legend lacks the first label");
+    assert!(svg.contains("\nsecond\n"), "legend lacks the second label");
+    assert!(svg.contains("fill=\"#1E1E1E\""), "no dark background");
+
+    let output = lnlab(&["plot", run, run, "--label", "only one", "--out", figure.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--label given once for 2 run files"), "{}", stderr(&output));
+    let output = lnlab(&["plot", run, run, run, run, run, "--out", figure.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("at most 4"), "{}", stderr(&output));
+}
+
+#[test]
+fn report_and_csv_are_written() {
+    let dir = scratch_dir("report");
+    let run = tiny_run().to_str().unwrap();
+    let report = dir.join("report.html");
+    let output = lnlab(&["report", run, "--title", "Peri-LN on sort", "--out", report.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("<h1>Peri-LN on sort</h1>"));
+    assert_eq!(html.matches("<svg").count(), 3);
+    assert!(html.contains("<h4>Layers at step 5</h4>"));
+
+    let csv = dir.join("run.csv");
+    let output = lnlab(&["csv", run, "--out", csv.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.starts_with("step,lr,train_loss,val_loss,layer,mean_abs,"), "{}", &text[..80]);
+    // Evaluations at steps 0 and 5, each with layers 0..=2.
+    assert_eq!(text.lines().count(), 1 + 2 * 3);
+}

@@ -1,10 +1,14 @@
-//! Figures drawn from real training runs, written as SVG and PNG files.
+//! Figures, single charts and HTML reports drawn from real training runs,
+//! alone and overlaid, written as SVG and PNG files.
 
 use lnlab::config::{DataConfig, ModelConfig, Placement, TrainConfig};
 use lnlab::data::synthetic::Task;
 use lnlab::data::Dataset;
 use lnlab::io::run_file::RunFile;
-use lnlab::plot::{draw_figure, write_figure, AxisScale, Metric, PlotError, PlotOptions};
+use lnlab::plot::{
+    chart_svg, draw_figure, html_report, write_figure, AxisScale, ChartKind, ChartRun, Metric, PlotError, PlotOptions, Theme,
+    MAX_OVERLAID_RUNS,
+};
 use lnlab::train::trainer::StepOutcome;
 use lnlab::train::Trainer;
 use plotters::prelude::{IntoDrawingArea, SVGBackend};
@@ -37,10 +41,16 @@ impl Drop for ScratchDir {
 /// Trains a 2-block, width-8 model for 20 steps on the copy task, with an
 /// evaluation every 5 steps (5 evaluations in all), and returns its run.
 fn trained_run(placement: Placement) -> RunFile {
+    trained(placement, 2, 20)
+}
+
+/// Trains a `layers`-block, width-8 model for `steps` steps on the copy
+/// task, with an evaluation every 5 steps, and returns its run.
+fn trained(placement: Placement, layers: usize, steps: usize) -> RunFile {
     let data = DataConfig::Synthetic { task: Task::Copy };
     let dataset = Dataset::load(&data, 3).unwrap();
-    let model = ModelConfig { placement, layers: 2, width: 8, heads: 2, context: 16, ..ModelConfig::standard(dataset.vocab.len()) };
-    let train = TrainConfig { steps: 20, eval_every: 5, eval_batches: 1, batch: 4, warmup: 2, seed: 3, ..TrainConfig::default() };
+    let model = ModelConfig { placement, layers, width: 8, heads: 2, context: 16, ..ModelConfig::standard(dataset.vocab.len()) };
+    let train = TrainConfig { steps, eval_every: 5, eval_batches: 1, batch: 4, warmup: 2, seed: 3, ..TrainConfig::default() };
     let mut trainer = Trainer::new(model, train, data, dataset, None).unwrap();
     loop {
         match trainer.step().unwrap() {
@@ -52,12 +62,22 @@ fn trained_run(placement: Placement) -> RunFile {
     trainer.run
 }
 
-/// Draws the figure on an in-memory SVG backend, which finds the font itself.
+/// Pairs each run with its label from the settings in which they differ.
+fn labelled<'a>(runs: &[&'a RunFile]) -> Vec<ChartRun<'a>> {
+    ChartRun::labelled(runs)
+}
+
+/// Draws the figure of one run on an in-memory SVG backend, which finds the font itself.
 fn svg_of(run: &RunFile, options: &PlotOptions) -> Result<String, PlotError> {
+    overlay_svg(&labelled(&[run]), options)
+}
+
+/// Draws the figure of `runs` on an in-memory SVG backend.
+fn overlay_svg(runs: &[ChartRun], options: &PlotOptions) -> Result<String, PlotError> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (options.width, options.height)).into_drawing_area();
-        draw_figure(&root, run, options)?;
+        draw_figure(&root, runs, options)?;
     }
     Ok(svg)
 }
@@ -77,7 +97,7 @@ fn svg_has_legend_and_title() {
     let run = trained_run(Placement::Pre);
     let scratch = ScratchDir::new("svg");
     let path = scratch.path("figure.svg");
-    write_figure(&run, &path, &PlotOptions::default()).unwrap();
+    write_figure(&labelled(&[&run]), &path, &PlotOptions::default()).unwrap();
 
     let svg = std::fs::read_to_string(&path).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
@@ -115,7 +135,7 @@ fn png_has_signature_and_requested_size() {
     let scratch = ScratchDir::new("png");
     let path = scratch.path("figure.png");
     let options = PlotOptions { width: 900, height: 700, ..PlotOptions::default() };
-    write_figure(&run, &path, &options).unwrap();
+    write_figure(&labelled(&[&run]), &path, &options).unwrap();
 
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(bytes[..8], PNG_SIGNATURE);
@@ -137,7 +157,7 @@ fn nan_layer_still_draws() {
     assert!(svg.contains("non-finite value"));
     let scratch = ScratchDir::new("nan");
     let path = scratch.path("figure.png");
-    write_figure(&run, &path, &PlotOptions::default()).unwrap();
+    write_figure(&labelled(&[&run]), &path, &PlotOptions::default()).unwrap();
     assert_eq!(std::fs::read(&path).unwrap()[..8], PNG_SIGNATURE);
 }
 
@@ -160,7 +180,7 @@ fn unknown_extension_rejected() {
     let scratch = ScratchDir::new("extension");
     for (file, extension) in [("figure.jpg", "jpg"), ("figure", "(none)")] {
         let path = scratch.path(file);
-        let error = write_figure(&run, &path, &PlotOptions::default()).unwrap_err();
+        let error = write_figure(&labelled(&[&run]), &path, &PlotOptions::default()).unwrap_err();
         assert_eq!(error, PlotError::UnsupportedExtension { path: path.display().to_string(), extension: extension.to_string() });
         assert!(error.to_string().contains(".svg or .png"), "{error}");
         assert!(!path.exists());
@@ -172,7 +192,7 @@ fn uppercase_extension_accepted() {
     let run = trained_run(Placement::Pre);
     let scratch = ScratchDir::new("uppercase");
     let path = scratch.path("figure.SVG");
-    write_figure(&run, &path, &PlotOptions::default()).unwrap();
+    write_figure(&labelled(&[&run]), &path, &PlotOptions::default()).unwrap();
     assert!(std::fs::read_to_string(&path).unwrap().contains("certified bound"));
 }
 
@@ -181,12 +201,13 @@ fn eval_index_out_of_range_rejected() {
     let run = trained_run(Placement::Pre);
     let count = run.evals.len();
     let options = PlotOptions { eval_index: Some(count), ..PlotOptions::default() };
-    let expected = PlotError::EvalIndexOutOfRange { index: count, count };
+    let label = "Pre-LN, 2 layers, Δt 1".to_string();
+    let expected = PlotError::EvalIndexOutOfRange { run: label, index: count, count };
 
     assert_eq!(svg_of(&run, &options).unwrap_err(), expected);
     let scratch = ScratchDir::new("index");
     let path = scratch.path("figure.svg");
-    assert_eq!(write_figure(&run, &path, &options).unwrap_err(), expected);
+    assert_eq!(write_figure(&labelled(&[&run]), &path, &options).unwrap_err(), expected);
     assert!(!path.exists());
     assert!(expected.to_string().contains(&format!("{count} evaluations")), "{expected}");
 }
@@ -203,7 +224,9 @@ fn earlier_evaluation_is_drawn() {
 fn run_without_evaluations_rejected() {
     let mut run = trained_run(Placement::Pre);
     run.evals.clear();
-    assert_eq!(svg_of(&run, &PlotOptions::default()).unwrap_err(), PlotError::NoEvaluations);
+    let expected = PlotError::NoEvaluations { run: "Pre-LN, 2 layers, Δt 1".to_string() };
+    assert_eq!(svg_of(&run, &PlotOptions::default()).unwrap_err(), expected);
+    assert!(expected.to_string().contains("\"Pre-LN, 2 layers, Δt 1\" has no evaluations"), "{expected}");
 }
 
 #[test]
@@ -261,7 +284,7 @@ fn invalid_size_rejected() {
     let scratch = ScratchDir::new("size");
     let path = scratch.path("figure.png");
     let options = PlotOptions { width: 0, ..PlotOptions::default() };
-    let error = write_figure(&run, &path, &options).unwrap_err();
+    let error = write_figure(&labelled(&[&run]), &path, &options).unwrap_err();
     assert!(matches!(error, PlotError::InvalidSize { width: 0, height: 900, .. }), "{error}");
     assert!(!path.exists());
 }
@@ -271,7 +294,7 @@ fn missing_folder_is_a_write_error() {
     let run = trained_run(Placement::Pre);
     let scratch = ScratchDir::new("folder");
     let path: &Path = &scratch.path("no-such-folder/figure.svg");
-    let error = write_figure(&run, path, &PlotOptions::default()).unwrap_err();
+    let error = write_figure(&labelled(&[&run]), path, &PlotOptions::default()).unwrap_err();
     assert!(matches!(error, PlotError::Write { .. }), "{error}");
 }
 
@@ -282,18 +305,14 @@ fn smallest_figure_draws() {
     let path = scratch.path("figure.png");
     let (width, height) = (lnlab::plot::MIN_FIGURE_WIDTH, lnlab::plot::MIN_FIGURE_HEIGHT);
     let options = PlotOptions { width, height, ..PlotOptions::default() };
-    write_figure(&run, &path, &options).unwrap();
+    write_figure(&labelled(&[&run]), &path, &options).unwrap();
     assert_eq!(png_size(&std::fs::read(&path).unwrap()), (width, height));
 }
 
-/// Draws the layer × step map on an in-memory SVG backend.
+/// Draws the layer × step map of one run as a 900 × 500 SVG.
 fn layer_step_svg(run: &RunFile, metric: Metric, scale: AxisScale) -> Result<String, PlotError> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (900, 500)).into_drawing_area();
-        lnlab::plot::draw_layer_step_map(&root, run, metric, scale)?;
-    }
-    Ok(svg)
+    let options = PlotOptions { metric, layer_scale: scale, width: 900, height: 500, ..PlotOptions::default() };
+    chart_svg(ChartKind::LayerStep, &labelled(&[run]), &options)
 }
 
 #[test]
@@ -320,4 +339,168 @@ fn log_x_axis_leaves_out_layer_zero() {
     let options = PlotOptions { x_scale: AxisScale::Log, ..PlotOptions::default() };
     let svg = svg_of(&run, &options).unwrap();
     assert!(svg.contains("x axis: 1 value ≤ 0 not drawn on the log axis"), "no note about layer 0 or step 0");
+}
+
+/// Trains a Pre-LN and a Peri-LN run of the same settings, whose labels are "Pre-LN" and "Peri-LN".
+fn pre_and_peri() -> (RunFile, RunFile) {
+    (trained_run(Placement::Pre), trained_run(Placement::Peri))
+}
+
+#[test]
+fn overlay_legend_names_each_run() {
+    let (pre, peri) = pre_and_peri();
+    let runs = labelled(&[&pre, &peri]);
+    assert_eq!(runs[0].label, "Pre-LN");
+    assert_eq!(runs[1].label, "Peri-LN");
+    let svg = overlay_svg(&runs, &PlotOptions::default()).unwrap();
+    for text in ["\nPre-LN, fit κ = ", "\nPeri-LN\n", "\nmeasured\n", "\ncertified bound\n", "exponential fit, a fit, not a bound", "certified bound at x_L"] {
+        assert!(svg.contains(text), "legend lacks {text:?}");
+    }
+    assert!(svg.contains("2 runs, all with L = 2"), "heading does not name the shared settings");
+    for colour in ["#0072B2", "#D55E00"] {
+        assert!(svg.contains(&format!("stroke=\"{colour}\"")), "no line in {colour}");
+    }
+}
+
+#[test]
+fn overlay_axes_cover_every_run() {
+    let shallow = trained_run(Placement::Pre);
+    let deep = trained(Placement::Pre, 4, 30);
+    let runs = labelled(&[&shallow, &deep]);
+    assert_eq!(runs[0].label, "2 layers, 20 steps");
+    let svg = overlay_svg(&runs, &PlotOptions::default()).unwrap();
+    assert!(svg.contains(">\n4\n</text>"), "no tick at layer 4");
+    assert!(svg.contains(">\n30\n</text>"), "no tick at step 30");
+    assert!(svg.contains("by layer, end of each run"), "title does not say which evaluations");
+}
+
+#[test]
+fn overlay_run_count_is_checked() {
+    let run = trained_run(Placement::Pre);
+    assert_eq!(overlay_svg(&[], &PlotOptions::default()).unwrap_err(), PlotError::NoRuns);
+    let five = labelled(&[&run, &run, &run, &run, &run]);
+    let error = overlay_svg(&five, &PlotOptions::default()).unwrap_err();
+    assert_eq!(error, PlotError::TooManyRuns { count: 5, max: MAX_OVERLAID_RUNS });
+    let four = labelled(&[&run, &run, &run, &run]);
+    overlay_svg(&four, &PlotOptions::default()).unwrap();
+}
+
+#[test]
+fn overlay_eval_index_names_the_short_run() {
+    let short = trained_run(Placement::Pre);
+    let long = trained(Placement::Pre, 2, 30);
+    let runs = labelled(&[&long, &short]);
+    let options = PlotOptions { eval_index: Some(5), ..PlotOptions::default() };
+    let error = overlay_svg(&runs, &options).unwrap_err();
+    assert_eq!(error, PlotError::EvalIndexOutOfRange { run: "20 steps".to_string(), index: 5, count: 5 });
+    let options = PlotOptions { eval_index: Some(4), ..PlotOptions::default() };
+    let svg = overlay_svg(&runs, &options).unwrap();
+    assert!(svg.contains("by layer, step 20"), "evaluation 4 of both runs is at step 20");
+    let svg = overlay_svg(&labelled(&[&long, &short]), &PlotOptions::default()).unwrap();
+    assert!(svg.contains("by layer, end of each run"), "last evaluations are at different steps");
+    let options = PlotOptions { eval_index: Some(0), ..PlotOptions::default() };
+    let labelled_runs = labelled(&[&long, &short]);
+    let earlier = overlay_svg(&labelled_runs, &options).unwrap();
+    assert!(earlier.contains("by layer, step 0"), "evaluation 0 of both runs is at step 0");
+}
+
+#[test]
+fn overlay_notes_name_the_run() {
+    let (pre, mut peri) = pre_and_peri();
+    let last = peri.evals.last_mut().unwrap();
+    last.layers[1].grad_rms = f64::NAN;
+    last.layers[2].max_token_norm = 10.0 * last.layers[2].bound_max_token_norm;
+    let svg = overlay_svg(&labelled(&[&pre, &peri]), &PlotOptions::default()).unwrap();
+    assert!(svg.contains("1 non-finite value (NaN or ∞) not drawn, from Peri-LN"), "NaN note does not name the run");
+    assert!(svg.contains("Peri-LN: above the certified bound at layer 2"), "bound note does not name the run");
+}
+
+#[test]
+fn overlay_log_axis_note_names_the_run() {
+    let (mut pre, peri) = pre_and_peri();
+    pre.evals.last_mut().unwrap().layers[0].max_token_norm = 0.0;
+    let svg = overlay_svg(&labelled(&[&pre, &peri]), &PlotOptions::default()).unwrap();
+    assert!(svg.contains("1 value ≤ 0 not drawn on the log axis, from Pre-LN"), "log-axis note does not name the run");
+    let options = PlotOptions { x_scale: AxisScale::Log, ..PlotOptions::default() };
+    let svg = overlay_svg(&labelled(&[&pre, &peri]), &options).unwrap();
+    assert!(svg.contains("≤ 0 not drawn on the log axis, from every run"), "x-axis note does not cover both runs");
+}
+
+#[test]
+fn dark_theme_draws_light_on_dark() {
+    let (pre, peri) = pre_and_peri();
+    let options = PlotOptions { theme: Theme::Dark, ..PlotOptions::default() };
+    for runs in [labelled(&[&pre]), labelled(&[&pre, &peri])] {
+        let svg = overlay_svg(&runs, &options).unwrap();
+        assert!(svg.contains("fill=\"#1E1E1E\""), "no dark background");
+        assert!(svg.contains("fill=\"#E6E6E6\""), "no light text");
+        assert!(!svg.contains("fill=\"#FFFFFF\""), "white area on the dark theme");
+        assert!(!svg.contains("fill=\"#000000\""), "black text on the dark theme");
+    }
+    let map = chart_svg(ChartKind::LayerStep, &labelled(&[&pre]), &PlotOptions { width: 900, height: 500, ..options }).unwrap();
+    assert!(map.contains("fill=\"#1E1E1E\""), "heat map has no dark background");
+}
+
+#[test]
+fn chart_svg_draws_every_kind() {
+    let (pre, peri) = pre_and_peri();
+    let options = PlotOptions { width: 640, height: 400, ..PlotOptions::default() };
+    for kind in [ChartKind::Metric, ChartKind::Gradient, ChartKind::Loss, ChartKind::LayerStep] {
+        for runs in [labelled(&[&pre]), labelled(&[&pre, &peri])] {
+            let svg = chart_svg(kind, &runs, &options).unwrap();
+            assert!(svg.starts_with("<svg width=\"640\" height=\"400\""), "{kind:?}: {}", &svg[..60]);
+        }
+    }
+    let map = chart_svg(ChartKind::LayerStep, &labelled(&[&pre, &peri]), &options).unwrap();
+    assert!(map.contains("Pre-LN only (first of 2 runs)"), "heat map title does not say which run it shows");
+}
+
+#[test]
+fn chart_svg_rejects_tiny_size() {
+    let run = trained_run(Placement::Pre);
+    let options = PlotOptions { width: 50, height: 400, ..PlotOptions::default() };
+    let error = chart_svg(ChartKind::Loss, &labelled(&[&run]), &options).unwrap_err();
+    assert!(matches!(error, PlotError::InvalidSize { width: 50, min_width: 200, .. }), "{error}");
+}
+
+#[test]
+fn report_has_settings_charts_and_tables() {
+    let (pre, peri) = pre_and_peri();
+    let options = PlotOptions { width: 800, height: 500, ..PlotOptions::default() };
+    let html = html_report(&labelled(&[&pre, &peri]), &options, "Placement study").unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("<title>Placement study</title>"));
+    assert_eq!(html.matches("<svg width=\"800\" height=\"500\"").count(), 3, "metric, gradient and loss charts");
+    assert!(html.contains("<tr class=\"differs\"><th>placement</th><td>Pre-LN</td><td>Peri-LN</td></tr>"), "placement row not highlighted");
+    assert!(html.contains("<tr><th>layers L</th><td>2</td><td>2</td></tr>"), "shared setting highlighted or missing");
+    assert_eq!(html.matches("<h4>Layers at step 20</h4>").count(), 2);
+    assert_eq!(html.matches("<h4>Loss</h4>").count(), 2);
+    assert!(html.contains("<th>max_token_norm</th>"));
+    assert!(html.contains("<small>bound "), "no bound under the measured values");
+    for external in ["<script", "src=", "href=", "url(", "@import", "<link"] {
+        assert!(!html.contains(external), "report contains {external:?}");
+    }
+}
+
+#[test]
+fn report_escapes_run_text() {
+    let mut run = trained_run(Placement::Pre);
+    run.backend = "GPU <b>\"fast\"</b> & co".to_string();
+    let runs = vec![ChartRun { run: &run, label: "<script>alert('label')</script>".to_string() }];
+    let options = PlotOptions { width: 800, height: 500, ..PlotOptions::default() };
+    let html = html_report(&runs, &options, "<script>alert('title')</script>").unwrap();
+    assert!(!html.contains("<script"), "unescaped script tag");
+    assert!(!html.contains("<b>"), "unescaped backend name");
+    assert!(html.contains("<title>&lt;script&gt;alert(&#39;title&#39;)&lt;/script&gt;</title>"));
+    assert!(html.contains("<th>&lt;script&gt;alert(&#39;label&#39;)&lt;/script&gt;</th>"));
+    assert!(html.contains("<h3>&lt;script&gt;alert(&#39;label&#39;)&lt;/script&gt;</h3>"));
+    assert!(html.contains("GPU &lt;b&gt;&quot;fast&quot;&lt;/b&gt; &amp; co"));
+}
+
+#[test]
+fn report_rejects_run_without_evaluations() {
+    let mut run = trained_run(Placement::Pre);
+    run.evals.clear();
+    let error = html_report(&labelled(&[&run]), &PlotOptions::default(), "report").unwrap_err();
+    assert!(matches!(error, PlotError::NoEvaluations { .. }), "{error}");
 }

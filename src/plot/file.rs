@@ -1,8 +1,7 @@
 //! Figure files (SVG and PNG) and the font that native text rendering needs.
 
 use super::render::drawing_error;
-use super::{draw_figure, panels, PlotError, PlotOptions, FONT_FAMILY};
-use crate::io::run_file::RunFile;
+use super::{check_size, draw_figure, panels, ChartRun, PlotError, PlotOptions, FONT_FAMILY, MIN_FIGURE_HEIGHT, MIN_FIGURE_WIDTH};
 use plotters::prelude::{BitMapBackend, DrawingBackend, IntoDrawingArea, SVGBackend};
 use plotters::style::{register_font, FontStyle};
 use std::ffi::OsString;
@@ -20,14 +19,6 @@ pub const FONT_PATHS: &[&str] = &[
     "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
     "/usr/share/fonts/truetype/freefont/FreeSans.ttf",
 ];
-
-/// Smallest figure width in pixels. In narrower figures the chart titles
-/// and legends overflow their panels.
-pub const MIN_FIGURE_WIDTH: u32 = 640;
-/// Smallest figure height in pixels, for the same reason as [`MIN_FIGURE_WIDTH`].
-pub const MIN_FIGURE_HEIGHT: u32 = 480;
-/// Largest figure side in pixels, which keeps a PNG buffer at or below 300 MB.
-pub const MAX_FIGURE_SIDE: u32 = 10_000;
 
 /// Outcome of the one font registration of this process.
 static CHART_FONT: OnceLock<Result<(), PlotError>> = OnceLock::new();
@@ -64,11 +55,11 @@ fn read_font(override_path: Option<OsString>, candidates: &[&str]) -> Result<(St
     Err(PlotError::FontMissing { tried })
 }
 
-/// Draws the figure of [`draw_figure`] into `path`, as SVG for a `.svg`
-/// name and PNG for a `.png` name, at `options.width` × `options.height`
-/// pixels. Checks the options and finds the font before touching the
-/// file, so a failed check leaves no file behind.
-pub fn write_figure(run: &RunFile, path: &Path, options: &PlotOptions) -> Result<(), PlotError> {
+/// Draws the figure of [`draw_figure`] for `runs` into `path`, as SVG for
+/// a `.svg` name and PNG for a `.png` name, at `options.width` ×
+/// `options.height` pixels. Checks the runs and options and finds the font
+/// before touching the file, so a failed check leaves no file behind.
+pub fn write_figure(runs: &[ChartRun], path: &Path, options: &PlotOptions) -> Result<(), PlotError> {
     let extension = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     if extension != "svg" && extension != "png" {
         return Err(PlotError::UnsupportedExtension {
@@ -76,8 +67,8 @@ pub fn write_figure(run: &RunFile, path: &Path, options: &PlotOptions) -> Result
             extension: if extension.is_empty() { "(none)".to_string() } else { extension },
         });
     }
-    check_size(options)?;
-    panels::select_eval(run, options)?;
+    check_size(options, MIN_FIGURE_WIDTH, MIN_FIGURE_HEIGHT)?;
+    panels::select_evals(runs, options)?;
     register_chart_font()?;
 
     let size = (options.width, options.height);
@@ -86,7 +77,7 @@ pub fn write_figure(run: &RunFile, path: &Path, options: &PlotOptions) -> Result
         let mut svg = String::new();
         {
             let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
-            draw_figure(&root, run, options)?;
+            draw_figure(&root, runs, options)?;
             root.present().map_err(drawing_error)?;
         }
         std::fs::write(path, svg).map_err(|e| write_error(e.to_string()))
@@ -96,28 +87,13 @@ pub fn write_figure(run: &RunFile, path: &Path, options: &PlotOptions) -> Result
         let mut pixels = vec![0u8; options.width as usize * options.height as usize * 3];
         {
             let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
-            draw_figure(&root, run, options)?;
+            draw_figure(&root, runs, options)?;
             root.present().map_err(drawing_error)?;
         }
         let mut file = BitMapBackend::new(path, size);
         file.blit_bitmap((0, 0), size, &pixels).map_err(|e| write_error(e.to_string()))?;
         file.present().map_err(|e| write_error(e.to_string()))
     }
-}
-
-fn check_size(options: &PlotOptions) -> Result<(), PlotError> {
-    let width_ok = (MIN_FIGURE_WIDTH..=MAX_FIGURE_SIDE).contains(&options.width);
-    let height_ok = (MIN_FIGURE_HEIGHT..=MAX_FIGURE_SIDE).contains(&options.height);
-    if width_ok && height_ok {
-        return Ok(());
-    }
-    Err(PlotError::InvalidSize {
-        width: options.width,
-        height: options.height,
-        min_width: MIN_FIGURE_WIDTH,
-        min_height: MIN_FIGURE_HEIGHT,
-        max: MAX_FIGURE_SIDE,
-    })
 }
 
 #[cfg(test)]
@@ -144,12 +120,5 @@ mod tests {
     fn empty_override_falls_back_to_candidates() {
         let error = read_font(Some(OsString::new()), &["/nonexistent/a.ttf"]).unwrap_err();
         assert_eq!(error, PlotError::FontMissing { tried: vec!["/nonexistent/a.ttf".into()] });
-    }
-
-    #[test]
-    fn figure_size_limits() {
-        let small = PlotOptions { width: 10, ..PlotOptions::default() };
-        assert!(matches!(check_size(&small), Err(PlotError::InvalidSize { width: 10, .. })));
-        assert!(check_size(&PlotOptions::default()).is_ok());
     }
 }

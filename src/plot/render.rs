@@ -3,11 +3,10 @@
 //! lives here.
 
 use super::axis::{Axis, Ticked};
-use super::{AxisScale, PlotError, FONT_FAMILY};
+use super::legend::{draw_legend_strip, legend_extent, legend_glyph_length, quietest_corner, strip_entries, Look};
+use super::{AxisScale, PlotError, Theme, FONT_FAMILY};
 use plotters::coord::types::RangedCoordf64;
-use plotters::chart::SeriesAnno;
 use plotters::coord::Shift;
-use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 
@@ -21,17 +20,54 @@ pub(crate) struct Panel {
     pub x_padding: f64,
     pub x_scale: AxisScale,
     pub y_scale: AxisScale,
+    pub theme: Theme,
+    /// Labels of the overlaid runs, which [`Series::run`] indexes; empty
+    /// for a single run, whose caption notes name no run.
+    pub run_labels: Vec<String>,
     pub series: Vec<Series>,
+    /// Legend entries that explain a stroke or marker without drawing data.
+    pub key: Vec<KeyEntry>,
     /// Facts a reader needs that the lines cannot show, one short clause each.
     pub notes: Vec<String>,
 }
 
 pub(crate) struct Series {
-    pub label: String,
+    /// Legend text, or `None` for a line that the legend explains elsewhere.
+    pub label: Option<String>,
     pub points: Vec<(f64, f64)>,
     pub color: RGBAColor,
     pub stroke: Stroke,
     pub marker: Option<Marker>,
+    /// Index into [`Panel::run_labels`] of the run the line belongs to, or
+    /// `None` for a line shared by all runs.
+    pub run: Option<usize>,
+}
+
+impl Series {
+    pub fn new(
+        label: Option<String>, points: Vec<(f64, f64)>, color: impl Color, stroke: Stroke, marker: Option<Marker>, run: usize,
+    ) -> Series {
+        Series { label, points, color: color.to_rgba(), stroke, marker, run: Some(run) }
+    }
+
+    /// Marks the line as shared by all runs.
+    pub fn shared(self) -> Series {
+        Series { run: None, ..self }
+    }
+}
+
+/// A legend entry with a sample of a stroke or marker and no data.
+pub(crate) struct KeyEntry {
+    pub label: String,
+    pub color: RGBAColor,
+    pub stroke: Stroke,
+    pub marker: Option<Marker>,
+}
+
+impl KeyEntry {
+    pub fn new(label: &str, color: impl Color, stroke: Stroke, marker: Option<Marker>) -> KeyEntry {
+        KeyEntry { label: label.to_string(), color: color.to_rgba(), stroke, marker }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -53,11 +89,11 @@ pub(crate) enum Marker {
 
 /// Text and line sizes, scaled with the panel so that a figure drawn
 /// larger or smaller stays readable.
-struct Sizes {
-    title: u32,
-    text: u32,
-    line: u32,
-    marker: u32,
+pub(crate) struct Sizes {
+    pub title: u32,
+    pub text: u32,
+    pub line: u32,
+    pub marker: u32,
 }
 
 impl Sizes {
@@ -68,17 +104,17 @@ impl Sizes {
         Sizes { title: pixels(19.0), text: pixels(15.0), line: pixels(2.0), marker: pixels(4.0) }
     }
 
-    fn margin(&self) -> u32 {
+    pub fn margin(&self) -> u32 {
         self.text
     }
 
     /// Height below the plot for tick labels and the x-axis description.
-    fn x_label_area(&self) -> u32 {
+    pub fn x_label_area(&self) -> u32 {
         3 * self.text
     }
 
     /// Width left of the plot for tick labels and the y-axis description.
-    fn y_label_area(&self) -> u32 {
+    pub fn y_label_area(&self) -> u32 {
         5 * self.text
     }
 }
@@ -88,14 +124,48 @@ pub(crate) fn drawing_error<E: std::error::Error + Send + Sync>(error: DrawingAr
     PlotError::Drawing(error.to_string())
 }
 
-pub(crate) fn font(size: u32) -> TextStyle<'static> {
-    (FONT_FAMILY, size).into_font().color(&BLACK)
+pub(crate) fn font(size: u32, colour: RGBColor) -> TextStyle<'static> {
+    (FONT_FAMILY, size).into_font().color(&colour)
 }
 
-/// Draws `panel` on `area`, filling it white first.
+/// Estimated average advance of a character of the chart font, as a
+/// fraction of the font size. It errs wide, so estimated text fits.
+pub(crate) const CHARACTER_WIDTH_EM: f64 = 0.6;
+
+/// Returns how many characters of text at `size` pixels fit in `width` pixels.
+pub(crate) fn characters_within(width: u32, size: u32) -> usize {
+    (width as f64 / (CHARACTER_WIDTH_EM * size.max(1) as f64)).floor().max(1.0) as usize
+}
+
+/// Joins caption notes with "; " into lines of at most `max_chars`
+/// characters, breaking a note between words where it is longer than a line.
+pub(crate) fn wrap_notes(notes: &[String], max_chars: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for (index, note) in notes.iter().enumerate() {
+        let separator = if index + 1 < notes.len() { ";" } else { "" };
+        for word in format!("{note}{separator}").split(' ') {
+            let needed = current.chars().count() + 1 + word.chars().count();
+            if !current.is_empty() && needed > max_chars {
+                lines.push(std::mem::take(&mut current));
+            }
+            if !current.is_empty() {
+                current.push(' ');
+            }
+            current.push_str(word);
+        }
+    }
+    if !current.is_empty() {
+        lines.push(current);
+    }
+    lines
+}
+
+/// Draws `panel` on `area`, filling it with the theme's background first.
 pub(crate) fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel) -> Result<(), PlotError> {
     super::ensure_font()?;
-    area.fill(&WHITE).map_err(drawing_error)?;
+    let theme = panel.theme;
+    area.fill(&theme.background()).map_err(drawing_error)?;
     let (width, height) = area.dim_in_pixel();
     let sizes = Sizes::for_area(width, height);
 
@@ -110,25 +180,34 @@ pub(crate) fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, pane
     let mut notes = panel.notes.clone();
     notes.extend(x_axis.fallback_note.clone().map(|note| format!("x axis: {note}")));
     notes.extend(y_axis.fallback_note.clone());
-    notes.extend(skipped_note(&xs, &x_axis).map(|note| format!("x axis: {note}")));
-    notes.extend(skipped_note(&ys, &y_axis));
+    notes.extend(skipped_note(panel, &x_axis, |p| p.0).map(|note| format!("x axis: {note}")));
+    notes.extend(skipped_note(panel, &y_axis, |p| p.1));
 
-    let mut body = area.titled(&panel.title, font(sizes.title)).map_err(drawing_error)?;
-    if !notes.is_empty() {
-        let note_style = font(sizes.text).color(&RGBColor(90, 90, 90));
-        body = body.titled(&notes.join("; "), note_style).map_err(drawing_error)?;
+    let title_size = sizes.title.min(fitting_size(&panel.title, width));
+    let mut body = area.titled(&panel.title, font(title_size, theme.text())).map_err(drawing_error)?;
+    let note_style = font(sizes.text, theme.note_text());
+    for line in wrap_notes(&notes, characters_within(width.saturating_sub(2 * sizes.margin()), sizes.text)) {
+        body = body.titled(&line, note_style.clone()).map_err(drawing_error)?;
     }
 
-    // Where no corner of the plot is free of data, raise the top of the y
-    // axis so that the legend sits above the data.
-    let (body_width, body_height) = body.dim_in_pixel();
-    let plot_width = body_width.saturating_sub(2 * sizes.margin() + sizes.y_label_area());
-    let plot_height = body_height.saturating_sub(2 * sizes.margin() + sizes.x_label_area());
-    let legend = legend_extent(panel, &sizes, plot_width, plot_height);
-    let (mut corner, covered) = quietest_corner(panel, &x_axis, &y_axis, legend);
-    if covered > 0 {
-        y_axis = y_axis.with_headroom(legend.1 + 0.03);
-        corner = quietest_corner(panel, &x_axis, &y_axis, legend).0;
+    // A single run's legend sits in the quietest corner of the plot. Where
+    // no corner is free of data, the top of the y axis is raised so that the
+    // legend sits above the data. Overlaid runs have too many entries for a
+    // corner, so their legend is a strip of rows above the plot.
+    let mut corner = SeriesLabelPosition::UpperLeft;
+    if panel.run_labels.is_empty() {
+        let (body_width, body_height) = body.dim_in_pixel();
+        let plot_width = body_width.saturating_sub(2 * sizes.margin() + sizes.y_label_area());
+        let plot_height = body_height.saturating_sub(2 * sizes.margin() + sizes.x_label_area());
+        let legend = legend_extent(panel, &sizes, plot_width, plot_height);
+        let covered;
+        (corner, covered) = quietest_corner(panel, &x_axis, &y_axis, legend);
+        if covered > 0 {
+            y_axis = y_axis.with_headroom(legend.1 + 0.03);
+            corner = quietest_corner(panel, &x_axis, &y_axis, legend).0;
+        }
+    } else {
+        body = draw_legend_strip(body, &strip_entries(panel, &sizes, &x_axis, &y_axis), &sizes, theme)?;
     }
 
     let axes = (&x_axis, &y_axis);
@@ -145,17 +224,89 @@ pub(crate) fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, pane
     }
 }
 
-/// Describes the values that the y axis cannot show, for the caption, if there are any.
-fn skipped_note(ys: &[f64], axis: &Axis) -> Option<String> {
-    let non_finite = ys.iter().filter(|v| !v.is_finite()).count();
-    let non_positive = ys.iter().filter(|v| v.is_finite() && **v <= 0.0).count();
+/// Returns the largest font size, in pixels, at which `text` fits on one
+/// line `width` pixels wide, leaving a margin of a twentieth on each side.
+pub(crate) fn fitting_size(text: &str, width: u32) -> u32 {
+    let usable = width as f64 * 0.9;
+    (usable / (CHARACTER_WIDTH_EM * text.chars().count().max(1) as f64)).floor().max(8.0) as u32
+}
+
+/// Values that an axis cannot show.
+#[derive(Clone, Copy, Default)]
+struct Skipped {
+    non_finite: usize,
+    /// Values ≤ 0, counted on a log axis only.
+    non_positive: usize,
+}
+
+impl Skipped {
+    fn count(values: impl Iterator<Item = f64>, axis: &Axis) -> Skipped {
+        let mut skipped = Skipped::default();
+        for value in values {
+            if !value.is_finite() {
+                skipped.non_finite += 1;
+            } else if axis.scale == AxisScale::Log && value <= 0.0 {
+                skipped.non_positive += 1;
+            }
+        }
+        skipped
+    }
+}
+
+/// Describes the values of `panel` that `axis` cannot show, for the
+/// caption, if there are any. `coordinate` picks x or y from a point. With
+/// overlaid runs, each count names the runs and shared lines it comes
+/// from, as in "2 non-finite values (NaN or ∞) not drawn, from Pre-LN and
+/// Peri-LN", or "from every run".
+fn skipped_note(panel: &Panel, axis: &Axis, coordinate: fn(&(f64, f64)) -> f64) -> Option<String> {
+    let of_series = |series: &Series| Skipped::count(series.points.iter().map(coordinate), axis);
+    let total = panel.series.iter().map(of_series).fold(Skipped::default(), |sum, s| Skipped {
+        non_finite: sum.non_finite + s.non_finite,
+        non_positive: sum.non_positive + s.non_positive,
+    });
+
+    // Where the skipped values come from: each run, then each shared line by its label.
+    let mut sources: Vec<(String, Skipped)> = panel.run_labels.iter().map(|label| (label.clone(), Skipped::default())).collect();
+    if !panel.run_labels.is_empty() {
+        for series in &panel.series {
+            let skipped = of_series(series);
+            let source = match series.run {
+                Some(run) => run,
+                None => {
+                    sources.push((series.label.clone().unwrap_or_default(), Skipped::default()));
+                    sources.len() - 1
+                }
+            };
+            sources[source].1.non_finite += skipped.non_finite;
+            sources[source].1.non_positive += skipped.non_positive;
+        }
+    }
+    let run_count = panel.run_labels.len();
+    let from = |count_of: fn(&Skipped) -> usize| -> String {
+        let mut names: Vec<String> =
+            sources.iter().filter(|(_, s)| count_of(s) > 0).map(|(label, _)| label.clone()).collect();
+        if names.is_empty() {
+            return String::new();
+        }
+        if run_count > 1 && sources[..run_count].iter().all(|(_, s)| count_of(s) > 0) {
+            names.splice(..run_count, ["every run".to_string()]);
+        }
+        let last = names.pop().unwrap_or_default();
+        match names.is_empty() {
+            true => format!(", from {last}"),
+            false => format!(", from {} and {last}", names.join(", ")),
+        }
+    };
+
     let values = |count: usize| if count == 1 { "value" } else { "values" };
     let mut parts = Vec::new();
-    if non_finite > 0 {
-        parts.push(format!("{non_finite} non-finite {} (NaN or ∞) not drawn", values(non_finite)));
+    if total.non_finite > 0 {
+        let count = total.non_finite;
+        parts.push(format!("{count} non-finite {} (NaN or ∞) not drawn{}", values(count), from(|s| s.non_finite)));
     }
-    if axis.scale == AxisScale::Log && non_positive > 0 {
-        parts.push(format!("{non_positive} {} ≤ 0 not drawn on the log axis", values(non_positive)));
+    if total.non_positive > 0 {
+        let count = total.non_positive;
+        parts.push(format!("{count} {} ≤ 0 not drawn on the log axis{}", values(count), from(|s| s.non_positive)));
     }
     (!parts.is_empty()).then(|| parts.join("; "))
 }
@@ -166,6 +317,7 @@ fn draw_chart<DB: DrawingBackend, X: Ranged<ValueType = f64>, Y: Ranged<ValueTyp
     area: &DrawingArea<DB, Shift>, panel: &Panel, sizes: &Sizes, x_coord: Ticked<X>, y_coord: Ticked<Y>,
     (x_axis, y_axis): (&Axis, &Axis), legend_corner: SeriesLabelPosition,
 ) -> Result<(), PlotError> {
+    let theme = panel.theme;
     let mut chart = ChartBuilder::on(area)
         .margin(sizes.margin())
         .x_label_area_size(sizes.x_label_area())
@@ -181,9 +333,10 @@ fn draw_chart<DB: DrawingBackend, X: Ranged<ValueType = f64>, Y: Ranged<ValueTyp
         .y_desc(panel.y_label.as_str())
         .x_label_formatter(&x_format)
         .y_label_formatter(&y_format)
-        .label_style(font(sizes.text))
-        .axis_desc_style(font(sizes.text))
-        .bold_line_style(BLACK.mix(0.12))
+        .label_style(font(sizes.text, theme.text()))
+        .axis_desc_style(font(sizes.text, theme.text()))
+        .axis_style(theme.text())
+        .bold_line_style(theme.grid())
         .light_line_style(TRANSPARENT)
         .draw()
         .map_err(drawing_error)?;
@@ -191,15 +344,25 @@ fn draw_chart<DB: DrawingBackend, X: Ranged<ValueType = f64>, Y: Ranged<ValueTyp
     for series in &panel.series {
         draw_series(&mut chart, series, sizes, (x_axis, y_axis))?;
     }
+    if !panel.run_labels.is_empty() {
+        // The legend strip above the plot already names the runs.
+        return Ok(());
+    }
+    for entry in &panel.key {
+        let look = Look::new(entry.color, entry.stroke, entry.marker, sizes);
+        let nothing = std::iter::empty::<PathElement<(f64, f64)>>();
+        let annotation = chart.draw_series(nothing).map_err(drawing_error)?;
+        look.add_legend(annotation, entry.label.clone());
+    }
 
     chart
         .configure_series_labels()
         .position(legend_corner)
         .margin(sizes.text / 2)
         .legend_area_size(legend_glyph_length(sizes) + sizes.text / 2)
-        .label_font(font(sizes.text))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.5))
+        .label_font(font(sizes.text, theme.text()))
+        .background_style(theme.legend_background())
+        .border_style(theme.legend_border())
         .draw()
         .map_err(drawing_error)
 }
@@ -207,13 +370,15 @@ fn draw_chart<DB: DrawingBackend, X: Ranged<ValueType = f64>, Y: Ranged<ValueTyp
 type Chart<'a, DB, X, Y> = ChartContext<'a, DB, Cartesian2d<Ticked<X>, Ticked<Y>>>;
 
 /// Draws one series: its line in pieces between values the axis cannot
-/// show, then its markers. The legend entry goes on the first thing drawn,
-/// or on an empty drawing when nothing can be drawn.
+/// show, then its markers. A labelled series gets its legend entry on the
+/// first thing drawn, or on an empty drawing when nothing can be drawn.
 fn draw_series<'a, DB: DrawingBackend + 'a, X: Ranged<ValueType = f64>, Y: Ranged<ValueType = f64>>(
     chart: &mut Chart<'a, DB, X, Y>, series: &Series, sizes: &Sizes, (x_axis, y_axis): (&Axis, &Axis),
 ) -> Result<(), PlotError> {
-    let look = Look::of(series, sizes);
-    let mut labelled = false;
+    let look = Look::new(series.color, series.stroke, series.marker, sizes);
+    // A series without a label counts as labelled from the start.
+    let mut labelled = series.label.is_none();
+    let label = series.label.clone().unwrap_or_default();
 
     if series.stroke != Stroke::None {
         for piece in drawable_pieces(&series.points, x_axis, y_axis) {
@@ -223,7 +388,7 @@ fn draw_series<'a, DB: DrawingBackend + 'a, X: Ranged<ValueType = f64>, Y: Range
             }
             .map_err(drawing_error)?;
             if !labelled {
-                look.add_legend(annotation, series.label.clone());
+                look.add_legend(annotation, label.clone());
                 labelled = true;
             }
         }
@@ -240,7 +405,7 @@ fn draw_series<'a, DB: DrawingBackend + 'a, X: Ranged<ValueType = f64>, Y: Range
         }
         .map_err(drawing_error)?;
         if !labelled && any_placed {
-            look.add_legend(annotation, series.label.clone());
+            look.add_legend(annotation, label.clone());
             labelled = true;
         }
     }
@@ -248,76 +413,15 @@ fn draw_series<'a, DB: DrawingBackend + 'a, X: Ranged<ValueType = f64>, Y: Range
     if !labelled {
         let nothing = std::iter::empty::<PathElement<(f64, f64)>>();
         let annotation = chart.draw_series(nothing).map_err(drawing_error)?;
-        look.add_legend(annotation, format!("{} (no values to draw)", series.label));
+        look.add_legend(annotation, format!("{label} (no values to draw)"));
     }
     Ok(())
-}
-
-/// Stroke and marker style of one series, in pixels.
-#[derive(Clone, Copy)]
-struct Look {
-    style: ShapeStyle,
-    stroke: Stroke,
-    marker: Option<Marker>,
-    dash: u32,
-    gap: u32,
-    marker_size: u32,
-    glyph_length: i32,
-}
-
-impl Look {
-    fn of(series: &Series, sizes: &Sizes) -> Look {
-        let width = if series.stroke == Stroke::Solid { sizes.line } else { sizes.line.div_ceil(2) };
-        let (dash, gap) = match series.stroke {
-            Stroke::Dashed => (4 * sizes.marker, 2 * sizes.marker),
-            Stroke::Dotted => (sizes.marker, sizes.marker),
-            // Solid lines and markers never use the dash pattern.
-            Stroke::None | Stroke::Solid => (1, 1),
-        };
-        Look {
-            style: ShapeStyle::from(series.color).stroke_width(width),
-            stroke: series.stroke,
-            marker: series.marker,
-            dash,
-            gap,
-            marker_size: sizes.marker,
-            glyph_length: legend_glyph_length(sizes) as i32,
-        }
-    }
-
-    /// Labels `annotation` with a legend sample: a piece of the line, or the
-    /// marker for a series without one. plotters draws a legend sample as
-    /// one element that carries no backend type, so a sample cannot show
-    /// line and marker together.
-    fn add_legend<'a, DB: DrawingBackend + 'a>(self, annotation: &mut SeriesAnno<'a, DB>, label: String) {
-        let Look { style, dash, gap, marker_size: size, glyph_length: length, .. } = self;
-        let annotation = annotation.label(label);
-        match (self.stroke, self.marker) {
-            (Stroke::Solid, _) | (Stroke::None, None) => {
-                annotation.legend(move |(x, y)| PathElement::new(vec![(x, y), (x + length, y)], style))
-            }
-            (Stroke::Dashed | Stroke::Dotted, _) => {
-                annotation.legend(move |(x, y)| DashedPathElement::new(vec![(x, y), (x + length, y)], dash, gap, style))
-            }
-            (Stroke::None, Some(Marker::Circle)) => {
-                annotation.legend(move |(x, y)| Circle::new((x + length / 2, y), size, style.filled()))
-            }
-            (Stroke::None, Some(Marker::Cross)) => annotation.legend(move |(x, y)| Cross::new((x + length / 2, y), size + 2, style)),
-            (Stroke::None, Some(Marker::Triangle)) => {
-                annotation.legend(move |(x, y)| TriangleMarker::new((x + length / 2, y), size + 3, style.filled()))
-            }
-        };
-    }
-}
-
-fn legend_glyph_length(sizes: &Sizes) -> u32 {
-    3 * sizes.text
 }
 
 /// Splits a line into runs of consecutive points that the axes can show,
 /// each of at least two points, so a NaN, or a zero on a log axis, breaks
 /// the line there.
-fn drawable_pieces(points: &[(f64, f64)], x_axis: &Axis, y_axis: &Axis) -> Vec<Vec<(f64, f64)>> {
+pub(crate) fn drawable_pieces(points: &[(f64, f64)], x_axis: &Axis, y_axis: &Axis) -> Vec<Vec<(f64, f64)>> {
     let mut pieces = Vec::new();
     let mut current = Vec::new();
     for &(x, y) in points {
@@ -330,51 +434,4 @@ fn drawable_pieces(points: &[(f64, f64)], x_axis: &Axis, y_axis: &Axis) -> Vec<V
     pieces.push(current);
     pieces.retain(|piece| piece.len() >= 2);
     pieces
-}
-
-/// Estimates the legend box size as a fraction of the plotting area from
-/// the label lengths, at about 0.6 em a character.
-fn legend_extent(panel: &Panel, sizes: &Sizes, plot_width: u32, plot_height: u32) -> (f64, f64) {
-    let longest = panel.series.iter().map(|s| s.label.chars().count()).max().unwrap_or(0) as f64;
-    let text = sizes.text as f64;
-    let width = longest * 0.6 * text + legend_glyph_length(sizes) as f64 + 2.0 * text;
-    let height = panel.series.len() as f64 * 1.3 * text + text;
-    (width / plot_width.max(1) as f64, height / plot_height.max(1) as f64)
-}
-
-/// Finds the corner whose legend-sized box covers the fewest sampled points
-/// of the drawn lines. Returns the corner and how many points it covers.
-fn quietest_corner(panel: &Panel, x_axis: &Axis, y_axis: &Axis, (width, height): (f64, f64)) -> (SeriesLabelPosition, usize) {
-    let mut samples = Vec::new();
-    for series in &panel.series {
-        for piece in drawable_pieces(&series.points, x_axis, y_axis) {
-            for pair in piece.windows(2) {
-                let (a, b) = (to_unit(pair[0], x_axis, y_axis), to_unit(pair[1], x_axis, y_axis));
-                samples.extend((0..=16).map(|i| {
-                    let t = i as f64 / 16.0;
-                    (a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1))
-                }));
-            }
-        }
-        samples.extend(series.points.iter().filter(|p| x_axis.can_place(p.0) && y_axis.can_place(p.1)).map(|p| to_unit(*p, x_axis, y_axis)));
-    }
-    // Corners in order of preference when they tie.
-    let corners = [
-        (SeriesLabelPosition::UpperLeft, 0.0, 1.0 - height),
-        (SeriesLabelPosition::UpperRight, 1.0 - width, 1.0 - height),
-        (SeriesLabelPosition::LowerRight, 1.0 - width, 0.0),
-        (SeriesLabelPosition::LowerLeft, 0.0, 0.0),
-    ];
-    let covered = |left: f64, bottom: f64| {
-        samples.iter().filter(|(x, y)| *x >= left && *x <= left + width && *y >= bottom && *y <= bottom + height).count()
-    };
-    corners
-        .into_iter()
-        .map(|(position, left, bottom)| (position, covered(left, bottom)))
-        .min_by_key(|(_, count)| *count)
-        .unwrap_or((SeriesLabelPosition::UpperLeft, 0))
-}
-
-fn to_unit((x, y): (f64, f64), x_axis: &Axis, y_axis: &Axis) -> (f64, f64) {
-    (x_axis.fraction(x), y_axis.fraction(y))
 }

@@ -16,8 +16,12 @@ pub struct Cli {
 pub enum Command {
     /// Train a model and write a run file with per-layer metrics and bounds
     Train(TrainArgs),
-    /// Draw a run file's charts to an SVG or PNG file
+    /// Draw the charts of one to four run files, overlaid, to an SVG or PNG file
     Plot(PlotArgs),
+    /// Write one to four run files' settings, charts and tables to a self-contained HTML file
+    Report(ReportArgs),
+    /// Write a run file's per-layer measurements as CSV, one row per evaluation and layer
+    Csv(CsvArgs),
     /// Measure a saved checkpoint on the evaluation batch
     Eval(EvalArgs),
 }
@@ -160,13 +164,17 @@ pub enum ScaleArg {
     Log,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ThemeArg {
+    /// Dark text on white
+    Light,
+    /// Light text on a near-black background
+    Dark,
+}
+
+/// Chart options shared by `plot` and `report`.
 #[derive(Args, Debug)]
-pub struct PlotArgs {
-    /// Run file written by `lnlab train` or exported from the page
-    pub run: PathBuf,
-    /// Figure to write; the extension (.svg or .png) picks the format
-    #[arg(long)]
-    pub out: PathBuf,
+pub struct ChartArgs {
     /// Hidden-state metric drawn against layer, with its certified bound
     #[arg(long, value_enum, default_value = "max-token-norm")]
     pub metric: MetricArg,
@@ -179,15 +187,64 @@ pub struct PlotArgs {
     /// X axis (layer or step) of the line charts; a log axis leaves out layer 0 and step 0 and the caption counts them
     #[arg(long, value_enum, default_value = "linear")]
     pub x_scale: ScaleArg,
-    /// Index of the evaluation to draw, counting from 0 [default: the last]
+    /// Index of the evaluation to draw in each run, counting from 0 [default: each run's last]
     #[arg(long)]
     pub eval_index: Option<usize>,
+    /// Chart colours
+    #[arg(long, value_enum, default_value = "light")]
+    pub theme: ThemeArg,
+    /// Legend label of a run; give it once per run file, in the same order [default: the settings in which the runs differ]
+    #[arg(long = "label", value_name = "LABEL")]
+    pub labels: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// Run files written by `lnlab train` or exported from the page, 1 to 4, overlaid in one colour each
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+    /// Figure to write; the extension (.svg or .png) picks the format
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub chart: ChartArgs,
     /// Figure width in pixels, in [640, 10000]
     #[arg(long, default_value_t = 1200)]
     pub width: u32,
     /// Figure height in pixels, in [480, 10000]
     #[arg(long, default_value_t = 900)]
     pub height: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Run files written by `lnlab train` or exported from the page, 1 to 4
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+    /// HTML file to write
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Heading and page title of the report [default: the run labels]
+    #[arg(long)]
+    pub title: Option<String>,
+    #[command(flatten)]
+    pub chart: ChartArgs,
+    /// Width of each chart in pixels, in [200, 10000]; the page scales it to fit
+    #[arg(long, default_value_t = 960)]
+    pub width: u32,
+    /// Height of each chart in pixels, in [200, 10000]
+    #[arg(long, default_value_t = 600)]
+    pub height: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct CsvArgs {
+    /// Run file written by `lnlab train` or exported from the page
+    #[arg(value_name = "RUN")]
+    pub run: PathBuf,
+    /// CSV file to write
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Debug)]

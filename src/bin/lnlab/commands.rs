@@ -1,8 +1,12 @@
-//! The three subcommands. Each validates its inputs, reports progress on
-//! stderr, and writes its output file atomically (temporary file, then
-//! rename), so an interrupted run never leaves a half-written file.
+//! The subcommands. Each validates its inputs, reports progress on stderr,
+//! and writes its output file atomically (temporary file, then rename), so
+//! an interrupted run never leaves a half-written file. `plot` is the
+//! exception: the plot module checks everything before it creates the file.
 
-use crate::args::{BackendArg, EvalArgs, MetricArg, ModelArgs, OptimizerArg, PlacementArg, PlotArgs, ScaleArg, ScheduleArg, TrainArgs};
+use crate::args::{
+    BackendArg, ChartArgs, CsvArgs, EvalArgs, MetricArg, ModelArgs, OptimizerArg, PlacementArg, PlotArgs, ReportArgs, ScaleArg,
+    ScheduleArg, ThemeArg, TrainArgs,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use lnlab::config::{ConfigError, DataConfig, ModelConfig, OptimizerKind, Placement, Schedule, TrainConfig};
 use lnlab::data::Dataset;
@@ -10,7 +14,7 @@ use lnlab::io::checkpoint;
 use lnlab::io::run_file::{EvalBatch, EvalRecord, RunFile};
 use lnlab::metrics::NonFinite;
 use lnlab::model::Model;
-use lnlab::plot::{write_figure, AxisScale, Metric, PlotOptions};
+use lnlab::plot::{difference_labels, html_report, write_figure, AxisScale, ChartRun, Metric, PlotOptions, Theme};
 use lnlab::train::trainer::StepOutcome;
 use lnlab::gpu::GpuBackend;
 use lnlab::train::{Backend, CpuBackend, RunStart, Trainer};
@@ -219,9 +223,30 @@ fn run_training<B: Backend>(mut trainer: Trainer<B>, args: &TrainArgs) -> Comman
     Ok(())
 }
 
-pub fn plot(args: PlotArgs) -> CommandResult {
-    let bytes = std::fs::read(&args.run).map_err(|e| format!("cannot read run file {}: {e}", args.run.display()))?;
-    let run = RunFile::from_json(&bytes).map_err(|e| format!("{}: {e}", args.run.display()))?;
+fn read_run(path: &Path) -> Result<RunFile, Box<dyn Error>> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read run file {}: {e}", path.display()))?;
+    RunFile::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()).into())
+}
+
+fn read_runs(paths: &[std::path::PathBuf]) -> Result<Vec<RunFile>, Box<dyn Error>> {
+    paths.iter().map(|path| read_run(path)).collect()
+}
+
+/// Pairs each run with its `--label`, or with the settings in which the
+/// runs differ when no label is given.
+fn chart_runs<'a>(runs: &'a [RunFile], labels: &[String]) -> Result<Vec<ChartRun<'a>>, Box<dyn Error>> {
+    let labels = match labels.len() {
+        0 => difference_labels(&runs.iter().collect::<Vec<_>>()),
+        count if count == runs.len() => labels.to_vec(),
+        count => {
+            let times = if count == 1 { "once".to_string() } else { format!("{count} times") };
+            return Err(format!("--label given {times} for {} run files; give it once per run file, or not at all", runs.len()).into());
+        }
+    };
+    Ok(runs.iter().zip(labels).map(|(run, label)| ChartRun { run, label }).collect())
+}
+
+fn plot_options(args: &ChartArgs, width: u32, height: u32) -> PlotOptions {
     let scale = |s: ScaleArg| match s {
         ScaleArg::Linear => AxisScale::Linear,
         ScaleArg::Log => AxisScale::Log,
@@ -233,17 +258,49 @@ pub fn plot(args: PlotArgs) -> CommandResult {
         MetricArg::Rms => Metric::Rms,
         MetricArg::MaxTokenNorm => Metric::MaxTokenNorm,
     };
-    let options = PlotOptions {
+    let theme = match args.theme {
+        ThemeArg::Light => Theme::Light,
+        ThemeArg::Dark => Theme::Dark,
+    };
+    PlotOptions {
         metric,
         layer_scale: scale(args.layer_scale),
         loss_scale: scale(args.loss_scale),
         x_scale: scale(args.x_scale),
         eval_index: args.eval_index,
-        width: args.width,
-        height: args.height,
-    };
-    write_figure(&run, &args.out, &options)?;
+        width,
+        height,
+        theme,
+    }
+}
+
+pub fn plot(args: PlotArgs) -> CommandResult {
+    let runs = read_runs(&args.runs)?;
+    let chart_runs = chart_runs(&runs, &args.chart.labels)?;
+    let options = plot_options(&args.chart, args.width, args.height);
+    write_figure(&chart_runs, &args.out, &options)?;
     eprintln!("wrote figure {}", args.out.display());
+    Ok(())
+}
+
+pub fn report(args: ReportArgs) -> CommandResult {
+    let runs = read_runs(&args.runs)?;
+    let chart_runs = chart_runs(&runs, &args.chart.labels)?;
+    let options = plot_options(&args.chart, args.width, args.height);
+    let title = match &args.title {
+        Some(title) => title.clone(),
+        None => chart_runs.iter().map(|r| r.label.as_str()).collect::<Vec<_>>().join(" vs "),
+    };
+    let html = html_report(&chart_runs, &options, &title)?;
+    write_atomically(&args.out, html.as_bytes())?;
+    eprintln!("wrote report {}", args.out.display());
+    Ok(())
+}
+
+pub fn csv(args: CsvArgs) -> CommandResult {
+    let run = read_run(&args.run)?;
+    write_atomically(&args.out, lnlab::io::csv::run_csv(&run).as_bytes())?;
+    eprintln!("wrote {} ({} evaluations × {} layers)", args.out.display(), run.evals.len(), run.model.layers + 1);
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! `lnlab`: train, measure and plot the lab's transformer from the command
+//! `lnlab`: train, measure, plot and report on the lab's transformer from the command
 //! line, reproducibly from a seed.
 
 mod args;
@@ -12,6 +12,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         args::Command::Train(a) => commands::train(a),
         args::Command::Plot(a) => commands::plot(a),
+        args::Command::Report(a) => commands::report(a),
+        args::Command::Csv(a) => commands::csv(a),
         args::Command::Eval(a) => commands::eval(a),
     };
     match result {
