@@ -6,6 +6,8 @@ use crate::config::TrainConfig;
 use crate::data::{DataError, Dataset, MAX_FILE_BYTES};
 use crate::gpu::GpuBackend;
 use crate::io::run_file::RunFile;
+use crate::model::Model;
+use crate::page::link::BackendRequest;
 use crate::train::trainer::StepOutcome;
 use crate::train::{CpuBackend, RunStart, TrainError, Trainer};
 use wasm_bindgen::JsCast;
@@ -43,9 +45,14 @@ fn has_navigator_gpu() -> bool {
     js_sys::Reflect::get(&window.navigator(), &"gpu".into()).map(|gpu| !gpu.is_undefined() && !gpu.is_null()).unwrap_or(false)
 }
 
-/// Find out whether WebGPU can train here: the API exists, an adapter and
-/// a device can be had, and the kernels pass their self-test.
-pub async fn detect_backend() -> BackendChoice {
+/// Finds out whether WebGPU can train here: the API exists, an adapter and
+/// a device can be had, and the kernels pass their self-test. A software
+/// adapter (SwiftShader, for example) trains far slower than the CPU path,
+/// so it is used only when the link requests WebGPU.
+pub async fn detect_backend(request: BackendRequest) -> BackendChoice {
+    if request == BackendRequest::Cpu {
+        return BackendChoice::Cpu("The link asks for the CPU path (backend=cpu), so training runs on the CPU in WebAssembly.".into());
+    }
     if !has_navigator_gpu() {
         return BackendChoice::Cpu("This browser does not offer WebGPU (navigator.gpu is missing), so training runs on the CPU in WebAssembly.".into());
     }
@@ -57,17 +64,20 @@ pub async fn detect_backend() -> BackendChoice {
         }
         Err(error) => return BackendChoice::Cpu(format!("WebGPU is present but could not be used ({error}), so training runs on the CPU in WebAssembly.")),
     };
+    let mut adapter = ctx.adapter.clone();
+    if adapter.name.is_empty() {
+        if let Some(identity) = browser_adapter_identity().await {
+            adapter.name = identity;
+        }
+    }
+    if adapter.device_type == "Cpu" && request != BackendRequest::WebGpu {
+        return BackendChoice::Cpu(format!(
+            "WebGPU here runs on a software adapter ({adapter}), which trains far slower than the CPU path, so training runs on the CPU in WebAssembly. Add backend=webgpu to the link to train on it anyway."
+        ));
+    }
     let kernels = crate::gpu::kernels::Kernels::new(&ctx);
     match crate::gpu::self_test::self_test(&ctx, &kernels).await {
-        Ok(()) => {
-            let mut adapter = ctx.adapter.clone();
-            if adapter.name.is_empty() {
-                if let Some(identity) = browser_adapter_identity().await {
-                    adapter.name = identity;
-                }
-            }
-            BackendChoice::WebGpu(adapter.to_string())
-        }
+        Ok(()) => BackendChoice::WebGpu(adapter.to_string()),
         Err(error) => BackendChoice::Cpu(format!("WebGPU is present but {error}.")),
     }
 }
@@ -132,6 +142,14 @@ impl Session {
         match self {
             Session::Cpu(trainer) => trainer.step,
             Session::Gpu(trainer) => trainer.step,
+        }
+    }
+
+    /// Returns the model's current parameters (read back from the GPU).
+    pub async fn model(&mut self) -> Result<Model<f32>, TrainError> {
+        match self {
+            Session::Cpu(trainer) => trainer.model_async().await,
+            Session::Gpu(trainer) => trainer.model_async().await,
         }
     }
 

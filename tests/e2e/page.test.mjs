@@ -18,6 +18,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchChromium, recentLog, saveScreenshot, startStaticServer, watchPage } from './harness.mjs';
+import {
+  configureSmallRun, layerAttributes, openLab, parseNumber, readStatus, readTables, resetLab, runTimeoutMs, smallRun, trainToEnd, waitForBackend,
+} from './lab.mjs';
 
 const controlIds = [
   'placement', 'layers', 'width', 'heads', 'context', 'batch', 'dt', 'lr', 'warmup',
@@ -28,28 +31,6 @@ const placementValues = ['post', 'pre', 'peri', 'none'];
 const dataValues = ['moby-dick', 'copy', 'reverse', 'sort', 'add', 'file'];
 const runStates = ['idle', 'training', 'paused', 'finished', 'diverged'];
 
-// A model small enough for SwiftShader: 6 updates, evaluated at steps 0, 3 and 6.
-// The data is Moby-Dick because 6 updates reliably lower its validation loss
-// (the character frequencies are learnt first): with the command line
-// (`lnlab train` with these settings, seeds 1 to 3, both placements) it fell
-// by 0.23 to 0.35 nats. On the synthetic tasks (sort, copy), whose tokens are
-// uniform, Peri-LN's validation loss rose over 6 and even 12 updates.
-// Warm-up is one step so the learning rate is at full size from the start.
-const smallRun = {
-  layers: 2,
-  width: 16,
-  heads: 2,
-  context: 16,
-  batch: 4,
-  steps: 6,
-  'eval-every': 3,
-  warmup: 1,
-  seed: 1,
-};
-const smallRunData = 'moby-dick';
-
-const backendTimeoutMs = 60_000;
-const runTimeoutMs = 120_000;
 const firstChartTimeoutMs = 15_000;
 // Relative slack for measured <= bound, for rounding. Some bounds are tight:
 // at layer 0 the bound on the max token norm is the measured value itself.
@@ -62,46 +43,6 @@ const boundedStatistics = [
   ['data-data-var', 'data-bound-entry-var'],
   ['data-max-token-norm', 'data-bound-max-token-norm'],
 ];
-const layerAttributes = [
-  'data-mean-abs', 'data-entry-var', 'data-data-var', 'data-max-token-norm',
-  'data-bound-mean-abs', 'data-bound-entry-var', 'data-bound-max-token-norm', 'data-grad-rms',
-];
-
-/** Parses a contract number: decimal text, or "NaN" for a non-finite value. */
-function parseNumber(text) {
-  if (text === null || text.trim() === '') {
-    return Number.NaN;
-  }
-  return Number(text);
-}
-
-/**
- * Waits until #backend's data-backend is "webgpu" or "cpu". The page may show
- * another value (such as "detecting") while it requests an adapter.
- */
-async function waitForBackend(page, log) {
-  await page
-    .waitForFunction(
-      () => ['webgpu', 'cpu'].includes(document.getElementById('backend')?.getAttribute('data-backend')),
-      null,
-      { timeout: backendTimeoutMs, polling: 100 },
-    )
-    .catch(async (error) => {
-      const current = await page.evaluate(() => document.getElementById('backend')?.getAttribute('data-backend') ?? null);
-      const lastSeen = current === null ? 'no #backend[data-backend]' : `data-backend="${current}"`;
-      assert.fail(
-        `#backend did not settle on data-backend="webgpu" or "cpu" within ${backendTimeoutMs / 1000} s (${lastSeen}): ${error.message}\n${recentLog(log)}`,
-      );
-    });
-}
-
-/** Opens the lab and waits for the page to choose a backend. */
-async function openLab(browser, url) {
-  const { page, log } = browser;
-  await page.goto(url);
-  await waitForBackend(page, log);
-}
-
 /** Returns the ids in `ids` that have no element on the page. */
 async function missingIds(page, ids) {
   return page.evaluate((list) => list.filter((id) => !document.getElementById(id)), ids);
@@ -116,80 +57,6 @@ async function selectOptions(page, id) {
     }
     return [...element.options].map((option) => option.value);
   }, id);
-}
-
-/** Reads #status as { state, step }. */
-async function readStatus(page) {
-  return page.evaluate(() => {
-    const status = document.getElementById('status');
-    return {
-      state: status?.getAttribute('data-state') ?? null,
-      step: status?.getAttribute('data-step') ?? null,
-    };
-  });
-}
-
-/** Sets one input the way a person would: type the value, then commit it. */
-async function setInput(page, id, value) {
-  const input = page.locator(`#${id}`);
-  await input.fill(String(value));
-  await input.dispatchEvent('change');
-}
-
-/** Enters the small run's settings and the placement. */
-async function configureSmallRun(page, placement) {
-  for (const [id, value] of Object.entries(smallRun)) {
-    await setInput(page, id, value);
-  }
-  await page.locator('#data').selectOption(smallRunData);
-  await page.locator('#placement').selectOption(placement);
-}
-
-/** Clicks #train, waits for the run to finish or diverge, and returns the final status. */
-async function trainToEnd(page, log) {
-  await page.locator('#train').click();
-  const handle = await page
-    .waitForFunction(
-      () => {
-        const state = document.getElementById('status')?.getAttribute('data-state');
-        return state === 'finished' || state === 'diverged' ? state : null;
-      },
-      null,
-      { timeout: runTimeoutMs, polling: 250 },
-    )
-    .catch(async (error) => {
-      const status = await readStatus(page);
-      assert.fail(
-        `the run did not finish within ${runTimeoutMs / 1000} s (last #status data-state=${status.state}, data-step=${status.step}): ${error.message}\n${recentLog(log)}`,
-      );
-    });
-  await handle.dispose();
-  return readStatus(page);
-}
-
-/** Reads both result tables, attributes as text. */
-async function readTables(page) {
-  return page.evaluate((attributes) => {
-    const layerTable = document.querySelector('table#layer-table');
-    const lossTable = document.querySelector('table#loss-table');
-    const layerRows = layerTable
-      ? [...layerTable.querySelectorAll('tr[data-layer]')].map((row) => {
-          const values = { layer: row.getAttribute('data-layer') };
-          for (const name of attributes) {
-            values[name] = row.getAttribute(name);
-          }
-          return values;
-        })
-      : null;
-    const lossRows = lossTable
-      ? [...lossTable.querySelectorAll('tr[data-step]')].map((row) => ({
-          step: row.getAttribute('data-step'),
-          train: row.getAttribute('data-train-loss'),
-          val: row.getAttribute('data-val-loss'),
-        }))
-      : null;
-    return { layerRows, lossRows };
-  }, layerAttributes);
 }
 
 /** Asserts the layer table of a finished run: L + 1 rows, finite values, measured <= bound. */
@@ -274,24 +141,6 @@ async function checkPlacementRun(t, browser, placement, screenshotName) {
   checkLossRows(lossRows, label);
 }
 
-/** Clicks #reset and waits for the idle state at step 0. */
-async function resetLab(page, log) {
-  await page.locator('#reset').click();
-  await page
-    .waitForFunction(
-      () => {
-        const status = document.getElementById('status');
-        return status?.getAttribute('data-state') === 'idle' && status?.getAttribute('data-step') === '0';
-      },
-      null,
-      { timeout: 10_000 },
-    )
-    .catch(async () => {
-      const status = await readStatus(page);
-      assert.fail(`#reset did not return #status to data-state="idle" data-step="0" within 10 s (it is "${status.state}", step ${status.step})\n${recentLog(log)}`);
-    });
-}
-
 /** Registers the controls test, shared by both launches. */
 function describeControls(getBrowser) {
   test('controls match the contract', async () => {
@@ -326,7 +175,9 @@ describe('lab page on WebGPU', () => {
   before(async () => {
     server = await startStaticServer();
     browser = await launchChromium({ webgpu: true });
-    await openLab(browser, server.url);
+    // SwiftShader is a software adapter, which the page passes over for the
+    // CPU path unless the link asks for WebGPU.
+    await openLab(browser, `${server.url}?backend=webgpu`);
   });
 
   after(async () => {
@@ -344,6 +195,23 @@ describe('lab page on WebGPU', () => {
     assert.equal(kind, 'webgpu', `#backend data-backend is "${kind}" with --enable-unsafe-webgpu, expected "webgpu"\n${recentLog(browser.log)}`);
     assert.notEqual(text, '', '#backend has no text; it should name the adapter');
     assert.ok(!text.includes('CPU (WebAssembly)'), `#backend says "${text}" on WebGPU`);
+  });
+
+  test('software adapter defaults to the cpu', async () => {
+    const page = await browser.context.newPage();
+    const log = [];
+    watchPage(page, log);
+    try {
+      await page.goto(server.url);
+      await waitForBackend(page, log);
+      const kind = await page.locator('#backend').getAttribute('data-backend');
+      assert.equal(kind, 'cpu', `#backend data-backend is "${kind}" on SwiftShader without backend=webgpu, expected "cpu"\n${recentLog(log)}`);
+      const notice = await page.locator('#notice').innerText();
+      assert.match(notice, /software adapter/, `#notice says "${notice}"`);
+      assert.match(notice, /backend=webgpu/, `#notice says "${notice}"`);
+    } finally {
+      await page.close();
+    }
   });
 
   describeControls(() => browser);

@@ -1,0 +1,211 @@
+// Links, presets, the run list and exports, in headless Chromium on the
+// CPU path. A bad link gives a notice and a preset link locks controls. A
+// copied link reproduces the same numbers. A page export draws with
+// `lnlab plot`, and a run file from `lnlab train` imports. The runs survive
+// a reload, and full storage is reported without losing the saved list.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { artifactsDir, launchChromium, recentLog, repoRoot, saveScreenshot, startStaticServer, watchPage } from './harness.mjs';
+import { configureSmallRun, openLab, readTables, runTimeoutMs, smallRun, smallRunData, trainToEnd, waitForBackend } from './lab.mjs';
+
+/** Builds the command line (a no-op when `cargo test` built it) and returns its path. */
+function lnlabBinary() {
+  const build = spawnSync('cargo', ['build', '--quiet', '--profile', 'test', '--bin', 'lnlab'], { cwd: repoRoot, encoding: 'utf8' });
+  assert.equal(build.status, 0, `cargo build --profile test --bin lnlab failed:\n${build.stderr}`);
+  return join(repoRoot, 'target', 'debug', 'lnlab');
+}
+
+/** Runs the command line and asserts that it succeeded. */
+function runLnlab(args) {
+  const result = spawnSync(lnlabBinary(), args, { cwd: repoRoot, encoding: 'utf8', env: { ...process.env, LNLAB_DATA_DIR: join(repoRoot, 'data') } });
+  assert.equal(result.status, 0, `lnlab ${args.join(' ')} failed (exit ${result.status}):\n${result.stderr}`);
+  return result;
+}
+
+/** Opens `url` in a new tab of the launch and waits for the backend. */
+async function openTab(browser, url) {
+  const page = await browser.context.newPage();
+  const log = [];
+  watchPage(page, log);
+  await page.goto(url);
+  await waitForBackend(page, log);
+  return { page, log };
+}
+
+/** Reads the run list as [{ id, shown, steps }]. */
+async function readRunList(page) {
+  return page.evaluate(() =>
+    [...document.querySelectorAll('#run-list tr[data-run-id]')].map((row) => ({
+      id: row.getAttribute('data-run-id'),
+      shown: row.getAttribute('data-shown'),
+      steps: row.getAttribute('data-steps'),
+    })),
+  );
+}
+
+describe('links, presets and the run list', () => {
+  let server;
+  let browser;
+
+  before(async () => {
+    mkdirSync(artifactsDir, { recursive: true });
+    server = await startStaticServer();
+    browser = await launchChromium({ webgpu: false });
+    await openLab(browser, server.url);
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  test('bad link parameters give a notice', async () => {
+    const { page, log } = await openTab(browser, `${server.url}?layers=abc&bogus=1&placement=peri`);
+    try {
+      const notice = await page.locator('#notice').innerText();
+      assert.match(notice, /layers/, `#notice does not name the bad parameter "layers": "${notice}"\n${recentLog(log)}`);
+      assert.match(notice, /bogus/, `#notice does not name the unknown parameter "bogus": "${notice}"`);
+      assert.equal(await page.locator('#layers').inputValue(), '8', '#layers did not fall back to its default');
+      assert.equal(await page.locator('#placement').inputValue(), 'peri', 'the valid parameter placement=peri was not applied');
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('preset link locks controls', async () => {
+    const { page, log } = await openTab(browser, `${server.url}?preset=pre-vs-peri&hide=lr,layers`);
+    try {
+      assert.equal(await page.locator('#preset').inputValue(), 'pre-vs-peri', `#preset does not show the preset\n${recentLog(log)}`);
+      const story = await page.locator('#preset-story').innerText();
+      assert.ok(story.length > 40, `#preset-story is "${story}", expected the preset's text`);
+      assert.ok(await page.locator('#lr').isDisabled(), '#lr is not locked by hide=lr');
+      assert.ok(await page.locator('#layers').isDisabled(), '#layers is not locked by hide=layers');
+      assert.ok(await page.locator('#width').isEnabled(), '#width is locked but hide= does not name it');
+      const queued = Number(await page.locator('#status').getAttribute('data-queued'));
+      assert.ok(queued >= 1, `#status data-queued is ${queued}, expected the preset's further runs`);
+      assert.equal(await page.locator('#placement').inputValue(), 'pre', 'the first run of pre-vs-peri is not Pre-LN');
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('embedded page shows charts and open controls', async () => {
+    const { page } = await openTab(browser, `${server.url}?preset=pre-vs-peri&hide=lr&embed=1`);
+    try {
+      await saveScreenshot(page, 'embedded');
+      assert.equal(await page.locator('h1').count(), 0, 'the embedded page shows the title');
+      assert.equal(await page.locator('#run-list').count(), 0, 'the embedded page shows the run list');
+      assert.ok(!(await page.locator('#lr').isVisible()), '#lr is visible although hide=lr');
+      assert.ok(await page.locator('#placement').isVisible(), '#placement is hidden although not locked');
+      assert.ok(await page.locator('#metric-chart').isVisible(), '#metric-chart is not visible');
+      assert.ok(await page.locator('#preset-story').isVisible(), "the preset's text is not visible");
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('copied link reproduces the numbers', { timeout: 2 * runTimeoutMs + 30_000 }, async () => {
+    const { page, log } = browser;
+    await configureSmallRun(page, 'pre');
+    const status = await trainToEnd(page, log);
+    assert.equal(status.state, 'finished', `the run ended as "${status.state}"\n${recentLog(log)}`);
+    const original = await readTables(page);
+
+    const link = await page.locator('#share-link').inputValue();
+    assert.match(link, /backend=cpu/, `the link "${link}" does not name the backend that ran`);
+    const copy = await openTab(browser, link);
+    try {
+      assert.equal(await copy.page.locator('#layers').inputValue(), String(smallRun.layers), 'the link did not carry the layer count');
+      const again = await trainToEnd(copy.page, copy.log);
+      assert.equal(again.state, 'finished', `the copy ended as "${again.state}"\n${recentLog(copy.log)}`);
+      const reproduced = await readTables(copy.page);
+      assert.deepEqual(reproduced.lossRows, original.lossRows, 'the linked run has different losses');
+      assert.deepEqual(reproduced.layerRows, original.layerRows, 'the linked run has different layer statistics');
+    } finally {
+      await copy.page.close();
+    }
+  });
+
+  test('exported JSON draws with lnlab plot', { timeout: 120_000 }, async () => {
+    const { page } = browser;
+    const rows = await readRunList(page);
+    assert.ok(rows.length >= 1, 'the run list is empty after a run');
+    const last = rows.at(-1);
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.locator(`#run-list tr[data-run-id="${last.id}"] button[data-export="json"]`).click(),
+    ]);
+    const runPath = join(artifactsDir, 'page-run.json');
+    await download.saveAs(runPath);
+    const run = JSON.parse(readFileSync(runPath, 'utf8'));
+    const { lossRows } = await readTables(page);
+    assert.equal(run.evals.at(-1).val_loss, Number(lossRows.at(-1).val), 'the exported validation loss differs from the page');
+
+    const figure = join(artifactsDir, 'page-run.svg');
+    runLnlab(['plot', runPath, '--out', figure]);
+    assert.ok(statSync(figure).size > 1000, `${figure} is nearly empty`);
+  });
+
+  test('run file from lnlab train imports', { timeout: 180_000 }, async () => {
+    const { page, log } = browser;
+    const runPath = join(artifactsDir, 'cli-run.json');
+    runLnlab([
+      'train', '--layers', '2', '--width', '16', '--heads', '2', '--context', '16', '--batch', '4',
+      '--steps', '4', '--eval-every', '2', '--data', smallRunData, '--out', runPath,
+    ]);
+    const before = await readRunList(page);
+    await page.locator('#import-run').setInputFiles(runPath);
+    await page.waitForFunction((count) => document.querySelectorAll('#run-list tr[data-run-id]').length > count, before.length, { timeout: 10_000 }).catch(() => {
+      assert.fail(`the imported run did not join the run list\n${recentLog(log)}`);
+    });
+    const after = await readRunList(page);
+    assert.equal(after.at(-1).steps, '4', `the imported run shows ${after.at(-1).steps} steps, expected 4`);
+    assert.equal(after.at(-1).shown, 'true', 'the imported run is not on the charts');
+  });
+
+  test('runs survive a reload', async () => {
+    const { page, log } = browser;
+    const before = await readRunList(page);
+    await page.reload();
+    await waitForBackend(page, log);
+    const after = await readRunList(page);
+    assert.deepEqual(after, before, 'the run list changed across a reload');
+  });
+
+  test('full storage is reported and the saved list kept', async () => {
+    const { page } = browser;
+    const saved = await page.evaluate(() => localStorage.getItem('lnlab.runs'));
+    assert.ok(saved, 'nothing was saved in local storage');
+    // Fill the rest of the quota, as other pages of the same origin might.
+    await page.evaluate(() => {
+      let chunk = 'x'.repeat(1 << 20);
+      for (let index = 0; chunk.length > 16; index += 1) {
+        try {
+          localStorage.setItem(`filler-${index}`, chunk);
+        } catch {
+          chunk = chunk.slice(0, chunk.length / 2);
+        }
+      }
+    });
+    try {
+      // Importing a run again needs tens of kilobytes more.
+      await page.locator('#import-run').setInputFiles(join(artifactsDir, 'cli-run.json'));
+      await page.locator('#error').waitFor({ timeout: 10_000 });
+      const error = await page.locator('#error').innerText();
+      assert.match(error, /storage is full/, `#error says "${error}"`);
+      assert.equal(await page.evaluate(() => localStorage.getItem('lnlab.runs')), saved, 'the saved list changed although the write failed');
+    } finally {
+      await page.evaluate(() => {
+        for (const key of Object.keys(localStorage)) {
+          if (key.startsWith('filler-')) {
+            localStorage.removeItem(key);
+          }
+        }
+      });
+    }
+  });
+});
