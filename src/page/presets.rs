@@ -66,12 +66,14 @@ fn pre_vs_peri() -> Preset {
     Preset {
         id: "pre-vs-peri",
         title: "Pre-LN against Peri-LN",
-        story: "At layer 8 Pre-LN's max token norm reaches about 810, seven times Peri-LN's 120, and it keeps rising \
-                from layer to layer after the jump at layer 1. Switch the metric to see the same gap in mean |x| \
-                (about 8 times) and in the variance across features (about 50 times). Peri-LN grows by about 15 per \
-                layer and stays under its linear bound (151 at layer 8). Neither model learns to copy in 300 steps \
-                (both losses stay near ln 12 ≈ 2.48, the guessing level), so the growth comes from training itself, \
-                not from solving the task.",
+        story: "Pre-LN's max token norm jumps at layer 1 and keeps rising layer after layer, to about 520 at layer 8: \
+                five times Peri-LN's 100. Peri-LN grows by a similar step per layer and stays under its linear bound \
+                (about 160 at layer 8). Switch the metric to mean |x| or the variance across features to see the same \
+                gap in the other moments. Neither model learns to copy in 300 steps (both losses stay near \
+                ln 12 ≈ 2.48, the guessing level), so the growth comes from training itself, not from solving the task. \
+                Numbers are from the page's CPU path; WebGPU and the command line round differently and land elsewhere \
+                with the same shape.",
+
         metric: Metric::MaxTokenNorm,
         runs: vec![
             run("Pre-LN", Settings { placement: Placement::Pre, ..base.clone() }),
@@ -86,11 +88,12 @@ fn residual_step() -> Preset {
     Preset {
         id: "residual-step",
         title: "Residual step Δt = 1 against Δt = 0.1",
-        story: "Scaling every residual update by Δt = 0.1 makes the hidden states about ten times smaller: at layer 8 \
-                the max token norm falls from about 350 to 34 for Pre-LN and from 110 to 13 for Peri-LN. The gradient \
-                at the last layer grows instead, about 40 times for Pre-LN and 8 times for Peri-LN. The validation \
-                losses stay within 0.05 of each other, but none of the four models learns the copy task in 200 \
-                steps, so whether Δt < 1 costs accuracy is not tested here.",
+        story: "Scaling every residual update by Δt = 0.1 makes the hidden states several times smaller: at layer 8 \
+                the max token norm falls from about 300 to 55 for Pre-LN and from about 100 to 10 for Peri-LN. The \
+                gradient reaching the layers grows instead, roughly 6 times for Pre-LN and 16 times for Peri-LN at the \
+                last layer. The validation losses stay within 0.05 of each other, but none of the four models learns \
+                the copy task in 200 steps, so whether Δt < 1 costs accuracy is not tested here.",
+
         metric: Metric::MaxTokenNorm,
         runs: vec![
             run("Pre-LN, Δt = 1", with(Placement::Pre, "1")),
@@ -111,10 +114,11 @@ fn depth() -> Preset {
         id: "depth",
         title: "Depth: 4, 8 and 16 layers with Peri-LN",
         story: "Peri-LN adds one LayerNorm output per half-step, so its hidden states grow by a similar amount at \
-                each layer whatever the depth. The last layer's max token norm is about 60, 110 and 200 for 4, 8 and \
-                16 layers, under linear bounds of 75, 137 and 292. The variance across features grows faster (about \
-                96, 320 and 1060), under its quadratic bound. Pre-LN shows no clear depth law at this scale, which is \
-                why this preset uses Peri-LN.",
+                each layer whatever the depth. The last layer's max token norm is about 65, 100 and 230 for 4, 8 and \
+                16 layers, each under its linear bound (about 80, 150 and 320). Switch to the variance across features \
+                to see it grow faster, under its quadratic bound. Pre-LN shows no clear depth law at this scale, which \
+                is why this preset uses Peri-LN.",
+
         metric: Metric::MaxTokenNorm,
         runs: vec![run("4 layers", with("4")), run("8 layers", with("8")), run("16 layers", with("16"))],
     }
@@ -126,11 +130,13 @@ fn weight_decay() -> Preset {
     Preset {
         id: "weight-decay",
         title: "Weight decay against Pre-LN growth",
-        story: "Weight decay holds Pre-LN's hidden states down: at layer 8 the max token norm is about 810 without \
-                decay, 470 with decay 0.1 and 130 with decay 1. The bound falls with it (about 5800, 4200 and 1000) \
-                because it is computed from the weights. Decay is decoupled and scaled by the learning rate, so decay \
-                1 at rate 0.01 shrinks every matrix by 1% per step. The three losses are equal within 0.03 and near \
-                the guessing level, because the copy task is not learned in 300 steps.",
+        story: "Strong weight decay holds Pre-LN's hidden states down: with decay 1 the max token norm at layer 8 is \
+                about 110, a fifth of the 520 without decay, and the bound falls with it (about 1060 against 4650) \
+                because it is computed from the weights. Decay 0.1 is too weak to show in 300 steps: on the page's CPU \
+                path it ends at about 640, above the run without decay. Decay is decoupled and scaled by the learning \
+                rate, so decay 1 at rate 0.01 shrinks every matrix by 1% per step. The three losses stay near the \
+                guessing level, because the copy task is not learned in 300 steps.",
+
         metric: Metric::MaxTokenNorm,
         runs: vec![run("no decay", with("0")), run("decay 0.1", with("0.1")), run("decay 1", with("1"))],
     }
@@ -143,11 +149,12 @@ fn post_ln_warmup() -> Preset {
     Preset {
         id: "post-ln-warmup",
         title: "Post-LN at depth: without and with warm-up",
-        story: "Watch the gradient chart, on its log scale. Without warm-up the 16-layer Post-LN model's loss spikes at \
-                step 10, the gradient at the first layers blows up and then vanishes: at step 200 it is about 1e-14 \
-                at layer 1 against 2e-3 at layer 16, and the loss is stuck near 3.15. With the rate warmed up over \
-                150 steps, the gradient rms stays between 1.4e-3 and 2.1e-3 from layer 1 to 16 and the loss reaches \
-                2.65. A 100-step warm-up at the same rate only delays the collapse, to about step 180.",
+        story: "Watch the gradient chart, on its log scale. Without warm-up the 16-layer Post-LN model's loss spikes \
+                early, the gradient at the first layers blows up and then vanishes: at step 200 it is about 1e-11 \
+                at layer 1 against 1e-4 at the last layer, and the loss is stuck near 3.05. With the rate warmed up \
+                over 150 steps, the gradient rms stays near 2e-3 from the first layer to the last and the loss \
+                reaches 2.63. A 100-step warm-up at the same rate only delays the collapse, to about step 180.",
+
         metric: Metric::MaxTokenNorm,
         runs: vec![run("no warm-up", with("0")), run("150-step warm-up", with("150"))],
     }
@@ -159,11 +166,12 @@ fn no_ln() -> Preset {
         id: "no-ln",
         title: "No LayerNorm: the exponential bound",
         story: "Without LayerNorm each branch's bound takes the previous layer's bound as its input, so the bound \
-                multiplies at every layer: it reaches about 1e19 at layer 8, against about 5800 for Pre-LN. The \
-                measured states stay small (max token norm 13 at layer 8, against 810 for Pre-LN), so this bound is \
-                far from tight: it shows the exponential shape the analysis allows, not what this model does. At this \
-                scale the model without LayerNorm trains without trouble and ends slightly lower (loss 2.37 against \
-                2.49).",
+                multiplies at every layer: it reaches about 1e19 at layer 8, against about 4650 for Pre-LN. The \
+                measured states stay small (max token norm under 10 at layer 8, against about 520 for Pre-LN), so this \
+                bound is far from tight: it shows the exponential shape the analysis allows, not what this model does. \
+                At this scale the model without LayerNorm trains without trouble and ends slightly lower (loss 2.39 \
+                against 2.45).",
+
         metric: Metric::MaxTokenNorm,
         runs: vec![
             run("no LayerNorm", Settings { placement: Placement::None, ..base.clone() }),

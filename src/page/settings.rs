@@ -135,6 +135,14 @@ impl Settings {
         }
     }
 
+    /// Returns whether `run` was trained with these settings on data that
+    /// a link can name (not a user's file).
+    pub fn describes(&self, run: &crate::io::run_file::RunFile) -> bool {
+        let model = self.model_config(run.model.vocab);
+        let train = self.train_config();
+        matches!((model, train), (Ok(model), Ok(train)) if model == run.model && train == run.train && self.data_config(None) == run.data)
+    }
+
     /// Whether switching from `self` to `other` needs a new model. Rates,
     /// schedule lengths and evaluation interval apply to a run in progress.
     pub fn needs_new_run(&self, other: &Settings) -> bool {
@@ -162,6 +170,19 @@ mod tests {
         let error = settings.train_config().unwrap_err();
         assert_eq!(error.field, "lr");
         assert!(error.to_string().contains("\"0.0.1\""), "{error}");
+    }
+
+    #[test]
+    fn describes_own_run_only() {
+        let settings = Settings { data: DataChoice::Task(Task::Copy), layers: "1".into(), width: "8".into(), heads: "2".into(), context: "8".into(), batch: "2".into(), steps: "1".into(), ..Settings::default() };
+        let dataset = crate::data::Dataset::load(&settings.data_config(None), 1).unwrap();
+        let model = settings.model_config(dataset.vocab.len()).unwrap();
+        let trainer = crate::train::Trainer::new(model, settings.train_config().unwrap(), settings.data_config(None), dataset, None).unwrap();
+        assert!(settings.describes(&trainer.run));
+        let other_rate = Settings { lr: "0.01".into(), ..settings.clone() };
+        assert!(!other_rate.describes(&trainer.run));
+        let other_data = Settings { data: DataChoice::MobyDick, ..settings };
+        assert!(!other_data.describes(&trainer.run));
     }
 
     #[test]

@@ -173,7 +173,7 @@ pub fn PresetPicker(lab: Lab) -> impl IntoView {
                 <select id="preset" disabled=locked on:change=move |ev| {
                     let id = input_value(&ev);
                     match presets::find(&id) {
-                        Some(preset) => lab.apply_preset(preset),
+                        Some(preset) => lab.apply_preset(preset, false),
                         None => {
                             lab.preset.set(None);
                             lab.reset();

@@ -315,19 +315,37 @@ impl Lab {
     }
 
     /// Replaces the settings and queue with a preset's runs and hides the
-    /// runs already shown, so the preset's runs are compared alone.
-    fn apply_preset(self, preset: Preset) {
+    /// runs already shown, so the preset's runs are compared alone. With
+    /// `reuse`, finished runs in the list that match a preset run (same
+    /// label and settings) are shown instead of trained again, so reloading
+    /// a preset link keeps its results.
+    fn apply_preset(self, preset: Preset, reuse: bool) {
         self.reset();
-        let mut queue: Vec<(String, Settings)> = preset.runs.iter().map(|r| (r.label.to_string(), r.settings.clone())).collect();
-        if queue.is_empty() {
-            return;
-        }
-        let (label, first) = queue.remove(0);
-        self.settings.set(first);
-        self.next_label.set_value(Some(label));
-        self.queue.set(queue);
-        self.view.update(|v| v.metric = preset.metric);
         self.runs.update(|list| list.iter_mut().for_each(|r| r.shown = false));
+        let mut queue: Vec<(String, Settings)> = Vec::new();
+        for preset_run in &preset.runs {
+            let trained = reuse.then(|| self.runs.with_untracked(|list| {
+                list.iter().rposition(|r| {
+                    let finished = r.run.evals.last().is_some_and(|e| e.step == r.run.train.steps);
+                    finished && r.label.as_deref() == Some(preset_run.label) && preset_run.settings.describes(&r.run)
+                })
+            })).flatten();
+            match trained {
+                Some(index) => self.runs.update(|list| list[index].shown = true),
+                None => queue.push((preset_run.label.to_string(), preset_run.settings.clone())),
+            }
+        }
+        self.view.update(|v| v.metric = preset.metric);
+        if queue.is_empty() {
+            if let Some(last) = preset.runs.last() {
+                self.settings.set(last.settings.clone());
+            }
+        } else {
+            let (label, first) = queue.remove(0);
+            self.settings.set(first);
+            self.next_label.set_value(Some(label));
+        }
+        self.queue.set(queue);
         self.preset.set(Some(preset));
     }
 
@@ -438,8 +456,10 @@ fn start_up(lab: Lab) {
         notices.push(message);
     }
     if let Some(preset) = link.preset.as_deref().and_then(crate::page::presets::find) {
-        lab.apply_preset(preset);
-        lab.view.set(link.view);
+        lab.apply_preset(preset, true);
+        // The preset picks the metric unless the link names another one.
+        let metric = if link.view.metric == ViewChoices::default().metric { lab.view.get_untracked().metric } else { link.view.metric };
+        lab.view.set(ViewChoices { metric, ..link.view });
     }
     let request = link.backend;
     let autorun = link.autorun;

@@ -93,6 +93,30 @@ describe('links, presets and the run list', () => {
     }
   });
 
+  test('preset link trains its runs and keeps them', { timeout: 300_000 }, async () => {
+    const { page, log } = await openTab(browser, `${server.url}?preset=pre-vs-peri&run=1`);
+    try {
+      const finished = () => {
+        const status = document.getElementById('status');
+        return status?.getAttribute('data-state') === 'finished' && status?.getAttribute('data-queued') === '0';
+      };
+      await page.waitForFunction(finished, null, { timeout: 240_000, polling: 500 }).catch(() => {
+        assert.fail(`the preset's runs did not all finish\n${recentLog(log)}`);
+      });
+      const names = () => page.evaluate(() => [...document.querySelectorAll('#run-list tr[data-shown="true"] th')].map((cell) => cell.textContent.trim()));
+      assert.deepEqual(await names(), ['Pre-LN', 'Peri-LN'], "the preset's runs are not the ones shown");
+
+      // Reloading the preset link shows the finished runs instead of training them again.
+      await page.reload();
+      await waitForBackend(page, log);
+      assert.deepEqual(await names(), ['Pre-LN', 'Peri-LN'], 'the reload lost the preset runs');
+      assert.equal(await page.locator('#status').getAttribute('data-queued'), '0', 'the reload queued the preset runs again');
+    } finally {
+      await page.evaluate(() => localStorage.clear());
+      await page.close();
+    }
+  });
+
   test('embedded page shows charts and open controls', async () => {
     const { page } = await openTab(browser, `${server.url}?preset=pre-vs-peri&hide=lr&embed=1`);
     try {
@@ -148,6 +172,36 @@ describe('links, presets and the run list', () => {
     const figure = join(artifactsDir, 'page-run.svg');
     runLnlab(['plot', runPath, '--out', figure]);
     assert.ok(statSync(figure).size > 1000, `${figure} is nearly empty`);
+  });
+
+  test('report and model downloads open elsewhere', { timeout: 120_000 }, async () => {
+    const { page } = browser;
+    const [report] = await Promise.all([page.waitForEvent('download'), page.locator('#export-report').click()]);
+    const reportPath = join(artifactsDir, 'page-report.html');
+    await report.saveAs(reportPath);
+    const html = readFileSync(reportPath, 'utf8');
+    assert.match(html, /<svg/, 'the report has no SVG chart');
+    assert.match(html, /Pre-LN/, 'the report does not name the run');
+    assert.doesNotMatch(html, /<script/i, 'the report contains a script');
+
+    const [model] = await Promise.all([page.waitForEvent('download'), page.locator('#export-checkpoint').click()]);
+    const modelPath = join(artifactsDir, 'page-model.safetensors');
+    await model.saveAs(modelPath);
+    const evalPath = join(artifactsDir, 'page-model-eval.json');
+    // The page measures 2 evaluation batches; with the run's batch size and
+    // seed, lnlab eval draws the same ones, so it must find the page's last loss.
+    runLnlab([
+      'eval', '--load', modelPath, '--data', smallRunData, '--batch', String(smallRun.batch), '--eval-batches', '2',
+      '--seed', String(smallRun.seed), '--out', evalPath,
+    ]);
+    const measured = JSON.parse(readFileSync(evalPath, 'utf8'));
+    assert.equal(measured.model.layers, smallRun.layers, 'lnlab eval read a model of another depth');
+    const { lossRows } = await readTables(page);
+    const pageLoss = Number(lossRows.at(-1).val);
+    assert.ok(
+      Math.abs(measured.record.val_loss - pageLoss) < 1e-4,
+      `lnlab eval gives validation loss ${measured.record.val_loss} for the saved model, the page ${pageLoss}`,
+    );
   });
 
   test('run file from lnlab train imports', { timeout: 180_000 }, async () => {
