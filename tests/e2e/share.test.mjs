@@ -221,13 +221,18 @@ describe('links, presets and the run list', () => {
     assert.equal(after.at(-1).shown, 'true', 'the imported run is not on the charts');
   });
 
-  test('runs survive a reload', async () => {
+  test('runs survive a reload and deletion', async () => {
     const { page, log } = browser;
     const before = await readRunList(page);
     await page.reload();
     await waitForBackend(page, log);
     const after = await readRunList(page);
     assert.deepEqual(after, before, 'the run list changed across a reload');
+
+    await page.locator(`#run-list button[data-delete="${after.at(-1).id}"]`).click();
+    await page.reload();
+    await waitForBackend(page, log);
+    assert.deepEqual(await readRunList(page), after.slice(0, -1), 'a deleted run came back after a reload');
   });
 
   test('full storage is reported and the saved list kept', async () => {
