@@ -8,15 +8,15 @@
 
 use super::context::{BufferNeeds, GpuContext, GpuError};
 use super::kernels::{Kernels, STATS_PER_STATE};
-use super::model::{largest_buffer_bytes, GpuModel};
+use super::model::{largest_buffer_bytes, GpuModel, NONE_STEP};
 use super::self_test::self_test;
-use crate::config::{ModelConfig, TrainConfig};
+use crate::config::{ModelConfig, OptimizerKind, TrainConfig};
 use crate::data::Batch;
 use crate::metrics::bounds::{FinalGradSummary, MatrixNorms, WeightNorms};
 use crate::metrics::measure::assemble;
 use crate::metrics::{LayerMetrics, NonFinite};
 use crate::model::Model;
-use crate::train::backend::{Backend, Evaluation, StepReport};
+use crate::train::backend::{check_state_sizes, Backend, Evaluation, StepReport, TrainState};
 use crate::train::TrainError;
 
 /// Most steps queued before the loop collects their losses, so the GPU
@@ -34,6 +34,8 @@ pub struct GpuBackend {
     queued: usize,
     /// Index of the first queued step in the run.
     first_queued_step: usize,
+    /// Updates queued so far in the run, the count behind Adam's bias correction.
+    steps_taken: usize,
     eval_losses: wgpu::Buffer,
 }
 
@@ -77,7 +79,7 @@ impl GpuBackend {
         let step_losses = ctx.zeros("step losses", capacity);
         let eval_losses = ctx.zeros("evaluation losses", 2 * train.eval_batches);
         GpuBackend {
-            ctx, model: gpu_model, train: train.clone(), step_losses, capacity, queued: 0, first_queued_step: 0, eval_losses,
+            ctx, model: gpu_model, train: train.clone(), step_losses, capacity, queued: 0, first_queued_step: 0, steps_taken: 0, eval_losses,
         }
     }
 
@@ -164,6 +166,7 @@ impl Backend for GpuBackend {
         encoder.copy_buffer_to_buffer(&self.model.loss, 0, &self.step_losses, (self.queued * 4) as u64, 4);
         self.ctx.queue.submit([encoder.finish()]);
         self.queued += 1;
+        self.steps_taken = step + 1;
         Ok(())
     }
 
@@ -224,6 +227,36 @@ impl Backend for GpuBackend {
 
     async fn params(&mut self) -> Result<Vec<f32>, TrainError> {
         Ok(self.ctx.read_f32(&self.model.params, self.model.layout.total).await?)
+    }
+
+    async fn save_state(&mut self) -> Result<TrainState, TrainError> {
+        let total = self.model.layout.total;
+        let params = self.ctx.read_f32(&self.model.params, total).await?;
+        // SGD keeps no moments; the buffers exist but stay unused.
+        let (first_moment, second_moment) = if self.train.optimizer == OptimizerKind::Adamw {
+            (self.ctx.read_f32(&self.model.first_moment, total).await?, self.ctx.read_f32(&self.model.second_moment, total).await?)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Ok(TrainState { params, first_moment, second_moment, updates: self.steps_taken as u64 })
+    }
+
+    fn load_state(&mut self, state: &TrainState) -> Result<(), TrainError> {
+        let total = self.model.layout.total;
+        let moments = if self.train.optimizer == OptimizerKind::Adamw { total } else { 0 };
+        check_state_sizes(state, total, moments)?;
+        let queue = &self.ctx.queue;
+        queue.write_buffer(&self.model.params, 0, bytemuck::cast_slice(&state.params));
+        if moments > 0 {
+            queue.write_buffer(&self.model.first_moment, 0, bytemuck::cast_slice(&state.first_moment));
+            queue.write_buffer(&self.model.second_moment, 0, bytemuck::cast_slice(&state.second_moment));
+        }
+        // Clear the sticky non-finite flag so updates resume.
+        let cleared = [0.0f32, 1.0, 0.0, f32::from_bits(NONE_STEP)];
+        queue.write_buffer(&self.model.optimizer_state, 0, bytemuck::cast_slice(&cleared));
+        self.queued = 0;
+        self.steps_taken = state.updates as usize;
+        Ok(())
     }
 }
 

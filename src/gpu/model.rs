@@ -58,8 +58,8 @@ pub struct GpuModel {
     pub context: usize,
     pub params: wgpu::Buffer,
     pub grads: wgpu::Buffer,
-    first_moment: wgpu::Buffer,
-    second_moment: wgpu::Buffer,
+    pub first_moment: wgpu::Buffer,
+    pub second_moment: wgpu::Buffer,
     decay_mask: wgpu::Buffer,
     /// [global norm, clip scale, non-finite flag, first non-finite step].
     pub optimizer_state: wgpu::Buffer,
@@ -111,7 +111,7 @@ pub fn largest_buffer_bytes(config: &ModelConfig, batch: usize) -> u64 {
     4 * candidates.into_iter().max().unwrap_or(1) as u64
 }
 
-const NONE_STEP: u32 = u32::MAX;
+pub const NONE_STEP: u32 = u32::MAX;
 
 impl GpuModel {
     /// Allocate every buffer for `model` at `batch` sequences and record

@@ -32,6 +32,16 @@ pub struct Evaluation {
     pub measurement: Measurement,
 }
 
+/// Everything a backend needs to continue a run exactly: the parameters,
+/// the optimiser's moments (empty for SGD) and its update count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainState {
+    pub params: Vec<f32>,
+    pub first_moment: Vec<f32>,
+    pub second_moment: Vec<f32>,
+    pub updates: u64,
+}
+
 /// Something that trains and measures the model of one run.
 #[allow(async_fn_in_trait)]
 pub trait Backend {
@@ -59,6 +69,13 @@ pub trait Backend {
 
     /// Read the current parameters, in layout order.
     async fn params(&mut self) -> Result<Vec<f32>, TrainError>;
+
+    /// Copies the training state out. Call it with no steps queued.
+    async fn save_state(&mut self) -> Result<TrainState, TrainError>;
+
+    /// Puts a state from [`Backend::save_state`] back, for the same model
+    /// and optimiser, and forgets any non-finite report.
+    fn load_state(&mut self, state: &TrainState) -> Result<(), TrainError>;
 }
 
 /// The CPU reference in f32.
@@ -146,6 +163,37 @@ impl Backend for CpuBackend {
     async fn params(&mut self) -> Result<Vec<f32>, TrainError> {
         Ok(self.model.params.clone())
     }
+
+    async fn save_state(&mut self) -> Result<TrainState, TrainError> {
+        let (first_moment, second_moment) = self.optimizer.moments();
+        Ok(TrainState {
+            params: self.model.params.clone(),
+            first_moment: first_moment.to_vec(),
+            second_moment: second_moment.to_vec(),
+            updates: self.optimizer.updates,
+        })
+    }
+
+    fn load_state(&mut self, state: &TrainState) -> Result<(), TrainError> {
+        check_state_sizes(state, self.model.params.len(), self.optimizer.moments().0.len())?;
+        self.model.params.copy_from_slice(&state.params);
+        self.optimizer.restore(&state.first_moment, &state.second_moment, state.updates);
+        self.pending_losses.clear();
+        self.non_finite = None;
+        Ok(())
+    }
+}
+
+/// Checks that a saved state fits a model of `params` parameters and an
+/// optimiser with `moments` entries per moment.
+pub fn check_state_sizes(state: &TrainState, params: usize, moments: usize) -> Result<(), TrainError> {
+    if state.params.len() != params || state.first_moment.len() != moments || state.second_moment.len() != moments {
+        return Err(TrainError::StateMismatch {
+            found: (state.params.len(), state.first_moment.len()),
+            expected: (params, moments),
+        });
+    }
+    Ok(())
 }
 
 /// Run a future that completes without waiting, as every CPU backend

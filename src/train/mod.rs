@@ -7,4 +7,5 @@ pub mod schedule;
 pub mod trainer;
 
 pub use backend::{Backend, CpuBackend};
-pub use trainer::{RunStart, TrainError, Trainer};
+pub use backend::TrainState;
+pub use trainer::{RunStart, Snapshot, TrainError, Trainer};

@@ -45,6 +45,19 @@ impl Optimizer {
         }
     }
 
+    /// Returns the AdamW moments (empty for SGD).
+    pub fn moments(&self) -> (&[f32], &[f32]) {
+        (&self.first_moment, &self.second_moment)
+    }
+
+    /// Replaces the moments and the update count, as saved by
+    /// [`Optimizer::moments`]. Lengths must match this optimiser's.
+    pub fn restore(&mut self, first_moment: &[f32], second_moment: &[f32], updates: u64) {
+        self.first_moment.copy_from_slice(first_moment);
+        self.second_moment.copy_from_slice(second_moment);
+        self.updates = updates;
+    }
+
     /// Apply one update with learning rate `lr` and decay `weight_decay`.
     pub fn update(&mut self, params: &mut [f32], grads: &[f32], lr: f64, weight_decay: f64) {
         self.updates += 1;

@@ -23,6 +23,21 @@ pub enum TrainError {
     VocabMismatch { data: usize, model: usize },
     #[error(transparent)]
     Gpu(#[from] crate::gpu::GpuError),
+    #[error("a saved training state with {} parameters and {} moment entries does not fit this run's {} and {}", found.0, found.1, expected.0, expected.1)]
+    StateMismatch { found: (usize, usize), expected: (usize, usize) },
+}
+
+/// A point a run can return to: the training state and the loop's own
+/// position (step, batch generator, length of the run record).
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Updates taken when the snapshot was made.
+    pub step: usize,
+    last_lr: f64,
+    rng: LabRng,
+    evals: usize,
+    step_losses: usize,
+    pub state: super::backend::TrainState,
 }
 
 /// Result of one call to [`Trainer::step`].
@@ -254,6 +269,38 @@ impl<B: Backend> Trainer<B> {
             self.run.non_finite = Some(non_finite.clone());
         }
         Ok(non_finite)
+    }
+
+    /// Saves the point the run has reached, after collecting any queued
+    /// steps. The run should be finite there: take snapshots after an
+    /// evaluation that found no non-finite value.
+    pub async fn snapshot(&mut self) -> Result<Snapshot, TrainError> {
+        if !self.pending.is_empty() {
+            self.collect_steps().await?;
+        }
+        Ok(Snapshot {
+            step: self.step,
+            last_lr: self.last_lr,
+            rng: self.rng.clone(),
+            evals: self.run.evals.len(),
+            step_losses: self.run.step_losses.len(),
+            state: self.backend.save_state().await?,
+        })
+    }
+
+    /// Returns the run to `snapshot`: the model, optimiser, step and batch
+    /// sequence, with the run record cut back to what it held then. The
+    /// record of a divergence after the snapshot is dropped.
+    pub fn restore(&mut self, snapshot: &Snapshot) -> Result<(), TrainError> {
+        self.backend.load_state(&snapshot.state)?;
+        self.step = snapshot.step;
+        self.last_lr = snapshot.last_lr;
+        self.rng = snapshot.rng.clone();
+        self.pending.clear();
+        self.run.evals.truncate(snapshot.evals);
+        self.run.step_losses.truncate(snapshot.step_losses);
+        self.run.non_finite = None;
+        Ok(())
     }
 
     /// Read the current model back from the backend.
