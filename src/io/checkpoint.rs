@@ -12,8 +12,9 @@
 //! configuration before any value is used.
 
 use crate::config::{ModelConfig, Placement};
+use crate::data::Vocab;
 use crate::model::{Layout, Model};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
 use std::collections::HashMap;
 
 pub const CONFIG_KEY: &str = "lnlab_config";
@@ -35,6 +36,10 @@ pub enum CheckpointError {
     Format(String),
     #[error("checkpoint metadata {CONFIG_KEY} is invalid: {0}")]
     BadConfig(String),
+    #[error("checkpoint metadata {VOCAB_KEY} is invalid: {0}")]
+    BadVocab(String),
+    #[error("checkpoint has both tensor {name} and transformer.{name}; keep one of them")]
+    DuplicateTensor { name: String },
     #[error("checkpoint has no {CONFIG_KEY} metadata and no GPT-2 tensors to infer it from; {0}")]
     MissingConfig(String),
     #[error("checkpoint lacks tensor {name}")]
@@ -93,30 +98,49 @@ pub fn load(bytes: &[u8], heads: Option<usize>) -> Result<Checkpoint, Checkpoint
     if header_size > MAX_HEADER_BYTES as u64 {
         return Err(CheckpointError::HeaderTooLarge { size: header_size, max: MAX_HEADER_BYTES });
     }
-    let file = SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::Format(e.to_string()))?;
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| CheckpointError::Format(e.to_string()))?;
+    let after_length_field = bytes.len() - 8;
+    if header_size > after_length_field as u64 {
+        return Err(CheckpointError::Format(format!(
+            "the header length field declares {header_size} bytes, but only {after_length_field} bytes follow it, so the file is truncated"
+        )));
+    }
+    let file = SafeTensors::deserialize(bytes).map_err(format_error)?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(format_error)?;
     let metadata = header.metadata().clone().unwrap_or_default();
 
     // Hugging Face GPT2LMHeadModel files prefix names with "transformer.".
-    let tensors: HashMap<String, TensorView<'_>> = file
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| (name.strip_prefix("transformer.").map(str::to_string).unwrap_or(name), view))
-        .collect();
+    let mut tensors: HashMap<String, TensorView<'_>> = HashMap::new();
+    for (name, view) in file.tensors() {
+        let name = name.strip_prefix("transformer.").map(str::to_string).unwrap_or(name);
+        if tensors.contains_key(&name) {
+            return Err(CheckpointError::DuplicateTensor { name });
+        }
+        tensors.insert(name, view);
+    }
 
     let config = match metadata.get(CONFIG_KEY) {
         Some(text) => serde_json::from_str::<ModelConfig>(text).map_err(|e| CheckpointError::BadConfig(e.to_string()))?,
         None => infer_gpt2_config(&tensors, heads)?,
     };
     config.validate().map_err(|e| CheckpointError::BadConfig(e.to_string()))?;
+    let vocab = metadata.get(VOCAB_KEY).cloned();
+    if let Some(vocab) = &vocab {
+        check_vocab(vocab, config.vocab)?;
+    }
 
+    // Check every shape before allocating. The configuration alone may ask
+    // for gigabytes, but tensors whose shapes match it fit inside the file.
     let layout = Layout::new(&config);
-    let mut params = vec![0.0f32; layout.total];
+    let mut views = Vec::with_capacity(layout.tensors.len());
     for spec in &layout.tensors {
         let view = tensors.get(&spec.name).ok_or_else(|| CheckpointError::MissingTensor { name: spec.name.clone() })?;
         if view.shape() != spec.shape.as_slice() {
             return Err(CheckpointError::WrongShape { name: spec.name.clone(), found: view.shape().to_vec(), expected: spec.shape.clone() });
         }
+        views.push(view);
+    }
+    let mut params = vec![0.0f32; layout.total];
+    for (spec, view) in layout.tensors.iter().zip(views) {
         read_f32(&spec.name, view, &mut params[spec.range()])?;
     }
     for (name, view) in &tensors {
@@ -134,7 +158,37 @@ pub fn load(bytes: &[u8], heads: Option<usize>) -> Result<Checkpoint, Checkpoint
         }
         return Err(CheckpointError::UnexpectedTensor { name: name.clone(), placement: config.placement });
     }
-    Ok(Checkpoint { model: Model::from_params(&config, params), vocab: metadata.get(VOCAB_KEY).cloned() })
+    Ok(Checkpoint { model: Model::from_params(&config, params), vocab })
+}
+
+/// Rewords the safetensors errors whose own text does not say what to fix.
+fn format_error(error: SafeTensorError) -> CheckpointError {
+    let message = match error {
+        SafeTensorError::MetadataIncompleteBuffer => {
+            "the tensor data does not end where the header's last data offset says; the file is truncated or has extra bytes".to_string()
+        }
+        SafeTensorError::TensorInvalidInfo => {
+            "a tensor's data offsets span a different number of bytes than its shape and dtype need".to_string()
+        }
+        SafeTensorError::InvalidOffset(name) => {
+            format!("tensor {name} has invalid data offsets; each tensor must start where the previous one ends")
+        }
+        SafeTensorError::MisalignedSlice => "a tensor's shape and dtype do not fill a whole number of bytes".to_string(),
+        other => other.to_string(),
+    };
+    CheckpointError::Format(message)
+}
+
+/// Checks the stored vocabulary: distinct characters in ascending order, as
+/// many as the configuration's `vocab` setting.
+fn check_vocab(vocab: &str, expected: usize) -> Result<(), CheckpointError> {
+    let chars: Vec<char> = vocab.chars().collect();
+    let count = chars.len();
+    Vocab::from_chars(chars).map_err(|e| CheckpointError::BadVocab(e.to_string()))?;
+    if count != expected {
+        return Err(CheckpointError::BadVocab(format!("it has {count} characters, but the model configuration has vocab = {expected}")));
+    }
+    Ok(())
 }
 
 /// GPT-2 files carry the causal mask as `h.{l}.attn.bias` (4-D) and

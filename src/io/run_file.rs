@@ -89,6 +89,22 @@ impl RunFile {
         serde_json::to_string_pretty(self).expect("run records serialise without failure")
     }
 
+    /// Halves the density of the evaluations until at most `max` remain
+    /// (`max` ≥ 2), always keeping the first and the last, so a long run's
+    /// record stays bounded while its charts keep their shape.
+    pub fn thin_evals(&mut self, max: usize) {
+        let max = max.max(2);
+        while self.evals.len() > max {
+            let last = self.evals.len() - 1;
+            let mut index = 0;
+            self.evals.retain(|_| {
+                let keep = index == 0 || index == last || index % 2 == 0;
+                index += 1;
+                keep
+            });
+        }
+    }
+
     /// Parse and check a run file's bytes.
     pub fn from_json(bytes: &[u8]) -> Result<RunFile, RunFileError> {
         if bytes.len() > MAX_RUN_FILE_BYTES {
@@ -127,9 +143,15 @@ impl RunFile {
             }
         }
         let batch = &self.eval_batch;
-        if batch.tokens.len() != batch.batch * batch.context || batch.targets.len() != batch.tokens.len() {
+        // Both factors come from the file, so their product may overflow.
+        if batch.batch.checked_mul(batch.context) != Some(batch.tokens.len()) {
             return Err(RunFileError::Inconsistent(format!(
-                "evaluation batch has {} tokens, expected {} × {}", batch.tokens.len(), batch.batch, batch.context,
+                "evaluation batch has {} tokens, expected batch × context = {} × {}", batch.tokens.len(), batch.batch, batch.context,
+            )));
+        }
+        if batch.targets.len() != batch.tokens.len() {
+            return Err(RunFileError::Inconsistent(format!(
+                "evaluation batch has {} targets for {} tokens; expected one target per token", batch.targets.len(), batch.tokens.len(),
             )));
         }
         Ok(())
