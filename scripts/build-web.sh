@@ -69,6 +69,92 @@ started=$SECONDS
 trunk "${trunk_args[@]}"
 log "built in $((SECONDS - started)) s"
 
+# Content-Security-Policy, as a <meta> tag placed first in <head> so that it
+# covers everything after it. The page loads only its own files (HTML, JS,
+# wasm, CSS, favicon, moby-dick.txt) and makes no other request:
+#   default-src 'self'         anything not named below: same origin only
+#   script-src 'self' 'wasm-unsafe-eval' 'sha256-...'
+#                              the wasm-bindgen glue file; compiling the wasm
+#                              (without this, WebAssembly.instantiate throws);
+#                              and the two inline scripts by hash: Trunk's
+#                              loader and the loading-line script in index.html.
+#                              No 'unsafe-inline' and no 'unsafe-eval'.
+#   style-src 'self'           style sheets and <style> elements: lab.css only.
+#   style-src-attr 'unsafe-inline'
+#                              style attributes only. On wasm32, plotters
+#                              0.3.7 measures each chart label in a hidden
+#                              <span> with a style attribute (font, size);
+#                              blocked, labels are measured in the wrong
+#                              font. Nothing else sets a style attribute, and
+#                              no user text is parsed as markup. Browsers
+#                              without style-src-attr (Firefox before 108,
+#                              per MDN's compatibility data) apply style-src
+#                              instead, so there labels may sit slightly off.
+#   img-src 'self' data: blob: the favicon; charts are saved through data: and
+#                              blob: addresses.
+#   connect-src 'self'         fetching the wasm and the corpus.
+#   object-src 'none', base-uri 'none', form-action 'none'
+#                              no plugins, no <base> to redirect relative URLs,
+#                              no form submissions anywhere.
+# frame-ancestors is ignored in a <meta> policy, and the page is meant to be
+# embedded in other sites' iframes anyway, so framing stays allowed. The
+# hashes depend on the scripts as Trunk wrote them, so they are computed here
+# after every build. A page built by plain `trunk build` has no policy.
+log "adding a Content-Security-Policy to dist/index.html"
+python3 - dist/index.html <<'PY'
+import base64
+import hashlib
+import re
+import sys
+
+path = sys.argv[1]
+with open(path, encoding="utf-8") as file:
+    html = file.read()
+
+if 'http-equiv="Content-Security-Policy"' in html:
+    sys.exit(f"build-web: {path} already has a Content-Security-Policy; rebuild it with trunk first")
+
+# An inline script is a <script> without a src attribute. Browsers hash its
+# text as parsed, and the HTML parser turns CRLF into LF before that.
+hashes = []
+for match in re.finditer(r"<script\b([^>]*)>(.*?)</script\s*>", html, re.IGNORECASE | re.DOTALL):
+    if re.search(r"\bsrc\s*=", match.group(1), re.IGNORECASE):
+        continue
+    text = match.group(2).replace("\r\n", "\n").replace("\r", "\n")
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    hashes.append("'sha256-" + base64.b64encode(digest).decode("ascii") + "'")
+if not hashes:
+    sys.exit(f"build-web: found no inline script in {path}; Trunk's loader should be one")
+
+policy = "; ".join([
+    "default-src 'self'",
+    "script-src 'self' 'wasm-unsafe-eval' " + " ".join(hashes),
+    "style-src 'self'",
+    "style-src-attr 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'none'",
+])
+
+heads = list(re.finditer(r"<head\b[^>]*>", html, re.IGNORECASE))
+if len(heads) != 1:
+    sys.exit(f"build-web: expected one <head> in {path}, found {len(heads)}")
+end = heads[0].end()
+meta = f'\n    <meta http-equiv="Content-Security-Policy" content="{policy}" />'
+html = html[:end] + meta + html[end:]
+
+# A browser looks for the charset declaration in the first 1024 bytes only.
+charset = html.encode("utf-8").find(b"<meta charset")
+if charset < 0 or charset > 1024 - 40:
+    sys.exit(f"build-web: <meta charset> in {path} moved past the first 1024 bytes; shorten the policy")
+
+with open(path, "w", encoding="utf-8") as file:
+    file.write(html)
+print(f"build-web: policy with {len(hashes)} inline script hashes: {policy}", file=sys.stderr)
+PY
+
 shopt -s nullglob
 wasm_files=(dist/*.wasm)
 shopt -u nullglob

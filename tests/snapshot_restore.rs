@@ -1,6 +1,7 @@
 //! Snapshots of a run: restoring one replays the same steps exactly on the
 //! CPU, a GPU snapshot continues on the CPU (as after a lost device), and a
-//! diverged run rewinds to its last finite state.
+//! diverged run rewinds to its last finite state. Thinning a long record
+//! keeps its ends.
 
 use lnlab::config::{DataConfig, ModelConfig, OptimizerKind, Placement, TrainConfig};
 use lnlab::data::synthetic::Task;
@@ -114,4 +115,19 @@ fn diverged_run_rewinds_to_finite_state() {
         let outcome = trainer.step().unwrap();
         assert!(matches!(outcome, StepOutcome::Trained { .. }), "{outcome:?}");
     }
+}
+
+#[test]
+fn thinning_keeps_ends_and_order() {
+    let train = TrainConfig { steps: 40, eval_every: 1, ..train_config(OptimizerKind::Sgd) };
+    let mut trainer = cpu_trainer(Placement::Peri, train);
+    train_until(&mut trainer, 40);
+    assert_eq!(trainer.run.evals.len(), 41);
+    trainer.run.thin_evals(10);
+    let steps: Vec<usize> = trainer.run.evals.iter().map(|e| e.step).collect();
+    assert!(steps.len() <= 10, "{steps:?}");
+    assert!(steps.len() >= 5, "thinning removed more than half at once: {steps:?}");
+    assert_eq!(steps.first(), Some(&0));
+    assert_eq!(steps.last(), Some(&40));
+    assert!(steps.windows(2).all(|pair| pair[0] < pair[1]), "{steps:?}");
 }

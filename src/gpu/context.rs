@@ -59,6 +59,15 @@ pub struct BufferNeeds {
     pub largest_buffer: u64,
 }
 
+/// Devices opened by [`GpuContext::new`] and not yet dropped, so tests and
+/// the page can check that finished runs give their GPU memory back.
+static LIVE_DEVICES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Returns how many GPU devices this process holds open.
+pub fn live_devices() -> usize {
+    LIVE_DEVICES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -67,6 +76,17 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     /// The adapter's own limits, for sizing messages.
     pub adapter_limits: wgpu::Limits,
+    /// Why the device was lost, once it has been.
+    lost: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Drop for GpuContext {
+    /// Destroys the device, which frees its buffers at once instead of
+    /// whenever the browser collects them.
+    fn drop(&mut self) {
+        self.device.destroy();
+        LIVE_DEVICES.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl GpuContext {
@@ -119,7 +139,20 @@ impl GpuContext {
             })
             .await
             .map_err(|e| GpuError::NoDevice(e.to_string()))?;
-        Ok(GpuContext { device, queue, adapter: summary, limits, adapter_limits })
+        let lost = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let record = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut slot) = record.lock() {
+                slot.get_or_insert_with(|| format!("{reason:?}: {message}"));
+            }
+        });
+        LIVE_DEVICES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(GpuContext { device, queue, adapter: summary, limits, adapter_limits, lost })
+    }
+
+    /// Returns why the device was lost, or `None` while it works.
+    pub fn lost_reason(&self) -> Option<String> {
+        self.lost.lock().ok().and_then(|slot| slot.clone())
     }
 
     /// Create a storage buffer containing `data`, usable as a copy source and target.

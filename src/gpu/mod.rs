@@ -9,4 +9,4 @@ pub mod backend;
 pub mod self_test;
 
 pub use backend::GpuBackend;
-pub use context::{AdapterSummary, BufferNeeds, GpuContext, GpuError};
+pub use context::{live_devices, AdapterSummary, BufferNeeds, GpuContext, GpuError};

@@ -1,6 +1,7 @@
 //! The page's settings: every control's value as typed, and their
 //! conversion to the validated model, training and data configurations.
 
+use crate::config::limits::{MAX_BATCH, MAX_CONTEXT, MAX_DT, MAX_HEADS, MAX_LAYERS, MAX_LR, MAX_STEPS, MAX_VOCAB, MAX_WIDTH};
 use crate::config::{ConfigError, DataConfig, ModelConfig, OptimizerKind, Placement, Schedule, TrainConfig};
 use crate::data::synthetic::Task;
 
@@ -77,14 +78,61 @@ impl Default for Settings {
     }
 }
 
+/// Returns the page label of a setting, by its field name (which is also
+/// the control's id and the link's parameter name).
+pub fn label(field: &str) -> &str {
+    match field {
+        "placement" => "LayerNorm placement",
+        "layers" => "Layers L",
+        "width" => "Width d",
+        "heads" => "Heads",
+        "context" => "Context T",
+        "batch" => "Batch B",
+        "dt" => "Residual step Δt",
+        "lr" => "Learning rate",
+        "warmup" => "Warm-up steps",
+        "weight-decay" => "Weight decay",
+        "optimizer" => "Optimiser",
+        "steps" => "Steps",
+        "eval-every" => "Measure every",
+        "seed" => "Seed",
+        "data" => "Data",
+        other => other,
+    }
+}
+
+/// Returns the values a number field accepts, in words, for messages about
+/// text that is not a number at all.
+fn allowed(field: &str) -> String {
+    match field {
+        "layers" => format!("a whole number from 1 to {MAX_LAYERS}"),
+        "width" => format!("a whole number from 1 to {MAX_WIDTH}"),
+        "heads" => format!("a whole number from 1 to {MAX_HEADS} that divides the width"),
+        "context" => format!("a whole number from 1 to {MAX_CONTEXT}"),
+        "batch" => format!("a whole number from 2 to {MAX_BATCH}"),
+        "steps" => format!("a whole number from 1 to {MAX_STEPS}"),
+        "warmup" => "a whole number from 0".into(),
+        "eval-every" => "a whole number from 1".into(),
+        "dt" => format!("a number in (0, {MAX_DT}]"),
+        "lr" => format!("a number in (0, {MAX_LR}]"),
+        "weight-decay" => "a number in [0, 1]".into(),
+        _ => "a number".into(),
+    }
+}
+
+/// Describes an invalid setting for the page, by its label.
+pub fn describe(error: &ConfigError) -> String {
+    format!("{}: {} is not allowed; expected {}.", label(error.field), error.value, error.allowed)
+}
+
 fn parse_integer(field: &'static str, text: &str) -> Result<usize, ConfigError> {
-    text.trim().parse::<usize>().map_err(|_| ConfigError::new(field, format!("\"{text}\""), "a whole number"))
+    text.trim().parse::<usize>().map_err(|_| ConfigError::new(field, format!("\"{text}\""), allowed(field)))
 }
 
 fn parse_number(field: &'static str, text: &str) -> Result<f64, ConfigError> {
     match text.trim().parse::<f64>() {
         Ok(value) if value.is_finite() => Ok(value),
-        _ => Err(ConfigError::new(field, format!("\"{text}\""), "a number")),
+        _ => Err(ConfigError::new(field, format!("\"{text}\""), allowed(field))),
     }
 }
 
@@ -135,6 +183,14 @@ impl Settings {
         }
     }
 
+    /// Checks every setting the way a run will, with the largest
+    /// vocabulary, since the data is not loaded yet.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.train_config()?;
+        self.model_config(MAX_VOCAB)?;
+        Ok(())
+    }
+
     /// Returns whether `run` was trained with these settings on data that
     /// a link can name (not a user's file).
     pub fn describes(&self, run: &crate::io::run_file::RunFile) -> bool {
@@ -183,6 +239,24 @@ mod tests {
         assert!(!other_rate.describes(&trainer.run));
         let other_data = Settings { data: DataChoice::MobyDick, ..settings };
         assert!(!other_data.describes(&trainer.run));
+    }
+
+    #[test]
+    fn negative_count_names_label_and_range() {
+        let settings = Settings { steps: "-3".into(), ..Settings::default() };
+        let error = settings.check().unwrap_err();
+        assert_eq!(error.field, "steps");
+        let message = describe(&error);
+        assert!(message.starts_with("Steps: \"-3\""), "{message}");
+        assert!(message.contains("from 1 to"), "{message}");
+    }
+
+    #[test]
+    fn out_of_range_rate_uses_label() {
+        let settings = Settings { lr: "20".into(), ..Settings::default() };
+        let message = describe(&settings.check().unwrap_err());
+        assert!(message.starts_with("Learning rate: 20"), "{message}");
+        assert!(message.contains("(0, 10]"), "{message}");
     }
 
     #[test]

@@ -35,7 +35,9 @@ pub struct Snapshot {
     pub step: usize,
     last_lr: f64,
     rng: LabRng,
-    evals: usize,
+    /// Step of the last evaluation recorded, found by step so that thinning
+    /// older evaluations does not move it.
+    last_eval_step: Option<usize>,
     step_losses: usize,
     pub state: super::backend::TrainState,
 }
@@ -282,7 +284,7 @@ impl<B: Backend> Trainer<B> {
             step: self.step,
             last_lr: self.last_lr,
             rng: self.rng.clone(),
-            evals: self.run.evals.len(),
+            last_eval_step: self.run.evals.last().map(|e| e.step),
             step_losses: self.run.step_losses.len(),
             state: self.backend.save_state().await?,
         })
@@ -297,7 +299,7 @@ impl<B: Backend> Trainer<B> {
         self.last_lr = snapshot.last_lr;
         self.rng = snapshot.rng.clone();
         self.pending.clear();
-        self.run.evals.truncate(snapshot.evals);
+        self.run.evals.retain(|e| snapshot.last_eval_step.is_some_and(|last| e.step <= last));
         self.run.step_losses.truncate(snapshot.step_losses);
         self.run.non_finite = None;
         Ok(())

@@ -18,6 +18,8 @@ fn input_value(event: &leptos::ev::Event) -> String {
 /// control the link locks is disabled, and left out when embedded.
 fn number_field(lab: Lab, id: &'static str, label: &'static str, hint: &'static str, get: fn(&Settings) -> String, set: fn(&mut Settings, String)) -> impl IntoView {
     let locked = lab.locked(id);
+    let message = move || lab.field_error.with(|e| e.as_ref().filter(|(field, _)| field == id).map(|(_, text)| text.clone()));
+    let error_id = format!("{id}-error");
     view! {
         <label for=id title=hint class:locked=locked>
             <span>{label}</span>
@@ -26,12 +28,15 @@ fn number_field(lab: Lab, id: &'static str, label: &'static str, hint: &'static 
                 type="text"
                 inputmode="decimal"
                 disabled=locked
+                aria-invalid=move || message().is_some().to_string()
+                aria-describedby=error_id.clone()
                 prop:value=move || lab.settings.with(get)
                 on:change=move |ev| {
                     let value = input_value(&ev);
                     lab.edit(|s| set(s, value));
                 }
             />
+            <span class="field-error" id=error_id role="alert">{message}</span>
         </label>
     }
 }

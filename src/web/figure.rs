@@ -45,7 +45,11 @@ pub fn Figure(lab: Lab, kind: ChartKind, id: &'static str, label: &'static str) 
             element.set_width(element.width());
             message.set(Some("Press Train, or pick runs in the run list, to see this chart.".into()));
         } else {
-            message.set(charts::draw(&element, kind, &chart_runs(&runs), &options).err());
+            let drawn = charts::draw(&element, kind, &chart_runs(&runs), &options).err();
+            // A divergence is named under every chart, since the lines stop there.
+            let diverged: Vec<String> = runs.iter().filter_map(|(label, run)| run.non_finite.as_ref().map(|nf| format!("{label} diverged: {nf}"))).collect();
+            let notes: Vec<String> = drawn.into_iter().chain(diverged).collect();
+            message.set((!notes.is_empty()).then(|| notes.join("; ")));
         }
     });
     let save_png = move |_| {

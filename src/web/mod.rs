@@ -8,6 +8,7 @@
 
 mod browser;
 mod charts;
+pub mod crash;
 mod controls;
 mod explain;
 mod figure;
@@ -21,10 +22,11 @@ use crate::data::Dataset;
 use crate::page::link::{BackendRequest, LinkState, ViewChoices};
 use crate::page::presets::Preset;
 use crate::page::saved::SavedRun;
-use crate::page::settings::{DataChoice, Settings};
+use crate::page::settings::{self as page_settings, DataChoice, Settings};
 use crate::plot::{ChartKind, Theme};
+use crate::metrics::NonFinite;
 use crate::train::trainer::StepOutcome;
-use crate::train::RunStart;
+use crate::train::{RunStart, Snapshot};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use session::{detect_backend, now_ms, yield_to_browser, BackendChoice, Session};
@@ -57,12 +59,18 @@ impl RunState {
 const CHUNK_MS: f64 = 40.0;
 /// Shortest time between chart redraws while training, in milliseconds.
 const REDRAW_MS: f64 = 250.0;
+/// Evaluations a run keeps in memory; older ones are thinned beyond this,
+/// so a run of tens of thousands of steps stays bounded.
+const MAX_EVALS_KEPT: usize = 400;
 
 /// The run being trained, with the settings it was started from. The
 /// training loop takes it out while it runs.
 struct Slot {
     session: Option<Session>,
     started_with: Option<Settings>,
+    /// The last finite point of the run, for rewinding after a divergence
+    /// and for moving to the CPU after a GPU failure.
+    snapshot: Option<Snapshot>,
 }
 
 /// Choices fixed by the link that opened the page: the embedding, locked
@@ -94,6 +102,14 @@ struct Lab {
     queue: RwSignal<Vec<(String, Settings)>>,
     notice: RwSignal<Option<String>>,
     error: RwSignal<Option<String>>,
+    /// The setting that fails its check, by field name, and the message.
+    field_error: RwSignal<Option<(String, String)>>,
+    /// The divergence of the current run, for the rewind offer.
+    diverged: RwSignal<Option<NonFinite>>,
+    /// Whether training goes on while the tab is hidden.
+    train_hidden: RwSignal<bool>,
+    /// Set when hiding the tab paused training, so showing it resumes.
+    paused_by_hiding: StoredValue<bool>,
     theme: RwSignal<Theme>,
     frame: StoredValue<Frame>,
     slot: StoredValue<Slot, LocalStorage>,
@@ -121,9 +137,13 @@ impl Lab {
             queue: RwSignal::new(Vec::new()),
             notice: RwSignal::new(None),
             error: RwSignal::new(None),
+            field_error: RwSignal::new(None),
+            diverged: RwSignal::new(None),
+            train_hidden: RwSignal::new(false),
+            paused_by_hiding: StoredValue::new(false),
             theme: RwSignal::new(if browser::prefers_dark() { Theme::Dark } else { Theme::Light }),
             frame: StoredValue::new(Frame::default()),
-            slot: StoredValue::new_local(Slot { session: None, started_with: None }),
+            slot: StoredValue::new_local(Slot { session: None, started_with: None, snapshot: None }),
             file: StoredValue::new_local(None),
             corpus: StoredValue::new_local(None),
             next_label: StoredValue::new(None),
@@ -195,6 +215,10 @@ impl Lab {
     /// takes one step. Yields to the browser between chunks. A finished
     /// preset run starts the next one in the queue.
     async fn train(self, single_step: bool) {
+        if let Err(error) = self.settings.with_untracked(|s| s.check()) {
+            self.error.set(Some(page_settings::describe(&error)));
+            return;
+        }
         let generation = self.generation.get_value();
         let parked = self.slot.try_update_value(|slot| slot.session.take()).flatten();
         let mut session = match parked {
@@ -214,7 +238,11 @@ impl Lab {
         if self.generation.get_value() != generation {
             return;
         }
+        if self.slot.with_value(|slot| slot.snapshot.is_none()) {
+            self.keep_snapshot(&mut session).await;
+        }
         self.error.set(None);
+        self.diverged.set(None);
         self.state.set(RunState::Training);
         let mut last_redraw = 0.0;
         let mut rate_start = (now_ms(), session.steps_done());
@@ -224,6 +252,9 @@ impl Lab {
             while now_ms() - chunk_start < CHUNK_MS {
                 match session.step().await {
                     Ok(StepOutcome::Trained { evaluated, .. }) => {
+                        if evaluated {
+                            self.keep_snapshot(&mut session).await;
+                        }
                         if single_step || (evaluated && session.uses_gpu()) {
                             break;
                         }
@@ -232,8 +263,19 @@ impl Lab {
                         outcome = Some(other);
                         break;
                     }
+                    Err(error) if session.uses_gpu() => match self.leave_gpu(&session, &error.to_string()) {
+                        Some(moved) => {
+                            session = moved;
+                            rate_start = (now_ms(), session.steps_done());
+                            break;
+                        }
+                        None => {
+                            outcome = Some(StepOutcome::Finished);
+                            break;
+                        }
+                    },
                     Err(error) => {
-                        self.error.set(Some(error.to_string()));
+                        self.error.set(Some(format!("Training failed: {error}.")));
                         outcome = Some(StepOutcome::Finished);
                         break;
                     }
@@ -246,18 +288,25 @@ impl Lab {
             let (rate_time, rate_steps) = rate_start;
             let elapsed = (now_ms() - rate_time) / 1000.0;
             if elapsed > 0.5 || (stopping && elapsed > 0.0 && session.steps_done() > rate_steps) {
-                self.steps_per_second.set((session.steps_done() - rate_steps) as f64 / elapsed);
+                self.steps_per_second.set(session.steps_done().saturating_sub(rate_steps) as f64 / elapsed);
                 rate_start = (now_ms(), session.steps_done());
             }
             if stopping || now_ms() - last_redraw > REDRAW_MS {
+                session.thin(MAX_EVALS_KEPT);
                 self.publish(&session);
                 last_redraw = now_ms();
             }
             if let Some(outcome) = outcome {
                 self.state.set(match outcome {
-                    StepOutcome::Diverged(ref non_finite) => {
+                    StepOutcome::Diverged(non_finite) => {
                         self.queue.set(Vec::new());
-                        self.error.set(Some(format!("Training stopped: {non_finite}. Try a smaller learning rate, then Reset.")));
+                        let rewind_step = self.slot.with_value(|slot| slot.snapshot.as_ref().map(|s| s.step));
+                        let offer = match rewind_step {
+                            Some(step) => format!(" The last finite state, at step {step}, is kept: rewind to it and try a smaller learning rate, or Reset."),
+                            None => " Try a smaller learning rate, then Reset.".to_string(),
+                        };
+                        self.error.set(Some(format!("Training diverged: {non_finite}.{offer}")));
+                        self.diverged.set(Some(non_finite));
                         RunState::Diverged
                     }
                     _ => RunState::Finished,
@@ -277,6 +326,69 @@ impl Lab {
         if self.state.get_untracked() == RunState::Finished {
             self.start_next_queued();
         }
+    }
+
+    /// Saves the run's current point as its last finite state. A failed
+    /// read-back keeps the previous snapshot.
+    async fn keep_snapshot(self, session: &mut Session) {
+        if let Ok(snapshot) = session.snapshot().await {
+            self.slot.update_value(|slot| slot.snapshot = Some(snapshot));
+        }
+    }
+
+    /// Moves a run whose GPU failed to the CPU at its last snapshot, with
+    /// a notice; returns `None` (and shows an error) when there is none.
+    fn leave_gpu(self, session: &Session, reason: &str) -> Option<Session> {
+        let snapshot = self.slot.with_value(|slot| slot.snapshot.clone());
+        let moved = snapshot.as_ref().map(|snapshot| session.move_to_cpu(snapshot));
+        match moved {
+            Some(Ok(moved)) => {
+                let step = moved.steps_done();
+                self.notice.set(Some(format!(
+                    "The GPU stopped working ({reason}). The run continues on the CPU (WebAssembly) from step {step}, its last saved state."
+                )));
+                self.backend.set(Some(BackendChoice::Cpu(format!("The GPU failed during training: {reason}"))));
+                Some(moved)
+            }
+            Some(Err(error)) => {
+                self.error.set(Some(format!("The GPU stopped working ({reason}), and moving the run to the CPU failed: {error}.")));
+                None
+            }
+            None => {
+                self.error.set(Some(format!("The GPU stopped working ({reason}) before the run saved a state. Press Reset to start again on the CPU.")));
+                None
+            }
+        }
+    }
+
+    /// Returns the run to its last finite state and divides the learning
+    /// rate by ten, after a divergence.
+    fn rewind(self) {
+        let Some(snapshot) = self.slot.with_value(|slot| slot.snapshot.clone()) else { return };
+        let restored = self.slot.try_update_value(|slot| slot.session.as_mut().map(|session| session.restore(&snapshot))).flatten();
+        match restored {
+            Some(Ok(())) => {}
+            Some(Err(error)) => {
+                self.error.set(Some(format!("Rewinding failed: {error}.")));
+                return;
+            }
+            None => return,
+        }
+        let old_rate = self.slot.with_value(|slot| slot.session.as_ref().map(|s| s.learning_rate())).unwrap_or(0.0);
+        let new_rate = old_rate / 10.0;
+        self.edit(|s| s.lr = format!("{new_rate}"));
+        self.slot.with_value(|slot| {
+            if let Some(session) = slot.session.as_ref() {
+                self.publish(session);
+            }
+        });
+        self.diverged.set(None);
+        self.error.set(None);
+        self.state.set(RunState::Paused);
+        self.notice.set(Some(format!(
+            "Rewound to step {}, the last finite state, with the learning rate lowered from {old_rate} to {new_rate}. Press Train to continue.",
+            snapshot.step
+        )));
     }
 
     /// Starts the next preset run, if any is queued.
@@ -299,7 +411,9 @@ impl Lab {
         self.slot.update_value(|slot| {
             slot.session = None;
             slot.started_with = None;
+            slot.snapshot = None;
         });
+        self.diverged.set(None);
         self.active.set(None);
         self.steps_done.set(0);
         self.steps_per_second.set(0.0);
@@ -362,6 +476,7 @@ impl Lab {
         // An error about the old value no longer applies.
         self.error.set(None);
         let settings = self.settings.get_untracked();
+        self.field_error.set(settings.check().err().map(|e| (e.field.to_string(), page_settings::describe(&e))));
         let started_with = self.slot.with_value(|slot| slot.started_with.clone());
         let Some(started_with) = started_with else { return };
         if started_with.needs_new_run(&settings) {
@@ -394,7 +509,12 @@ impl Lab {
 #[component]
 fn Buttons(lab: Lab) -> impl IntoView {
     let busy = move || matches!(lab.state.get(), RunState::Training | RunState::Loading);
-    let done = move || matches!(lab.state.get(), RunState::Finished | RunState::Diverged);
+    // A finished run trains on when Steps is raised past the steps done.
+    let done = move || match lab.state.get() {
+        RunState::Diverged => true,
+        RunState::Finished => lab.settings.with(|s| s.steps.trim().parse::<usize>().map_or(true, |steps| steps <= lab.steps_done.get())),
+        _ => false,
+    };
     view! {
         <div class="buttons">
             <button id="train" disabled=move || busy() || done() on:click=move |_| spawn_local(lab.train(false))>"Train"</button>
@@ -403,8 +523,19 @@ fn Buttons(lab: Lab) -> impl IntoView {
             <button id="reset" on:click=move |_| lab.reset()>"Reset"</button>
         </div>
         <Show when=move || done()>
-            <p class="muted hint">"This run is done. Press Reset, then Train, to start a new run with the current settings; the finished run stays in the run list."</p>
+            <p class="muted hint">"This run is done. Raise Steps to train it further, or press Reset, then Train, to start a new run with the current settings; the finished run stays in the run list."</p>
         </Show>
+        <Show when=move || lab.diverged.with(|d| d.is_some()) && lab.slot.with_value(|slot| slot.snapshot.is_some())>
+            <div class="buttons">
+                <button id="rewind" type="button" on:click=move |_| lab.rewind()>
+                    {move || format!("Rewind to step {} with a tenth of the learning rate", lab.slot.with_value(|slot| slot.snapshot.as_ref().map(|s| s.step).unwrap_or(0)))}
+                </button>
+            </div>
+        </Show>
+        <label class="inline" for="train-hidden">
+            <input id="train-hidden" type="checkbox" prop:checked=move || lab.train_hidden.get() on:change=move |ev| lab.train_hidden.set(event_target_checked(&ev)) />
+            <span>"Keep training while this tab is hidden"</span>
+        </label>
     }
 }
 
@@ -430,6 +561,7 @@ fn Status(lab: Lab) -> impl IntoView {
             " · "
             <span id="rate">{move || format!("{:.1} steps/s", lab.steps_per_second.get())}</span>
             {queued}
+            {move || (lab.state.get() == RunState::Paused && lab.paused_by_hiding.get_value()).then_some(" · paused while the tab is hidden")}
         </p>
         <Show when=move || lab.notice.get().is_some()>
             <p id="notice" class="notice" role="status">{move || lab.notice.get().unwrap_or_default()}</p>
@@ -437,6 +569,41 @@ fn Status(lab: Lab) -> impl IntoView {
         <Show when=move || lab.error.get().is_some()>
             <p id="error" class="error" role="alert">{move || lab.error.get().unwrap_or_default()}</p>
         </Show>
+    }
+}
+
+/// Returns the size of the page's WebAssembly memory, in bytes.
+fn wasm_memory_bytes() -> f64 {
+    use wasm_bindgen::JsCast;
+    wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .map(|memory| memory.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as f64)
+        .unwrap_or(0.0)
+}
+
+/// What the page holds: WebAssembly memory, open GPU devices, runs and
+/// the evaluations kept in memory. Updated as training publishes.
+#[component]
+fn Diagnostics(lab: Lab) -> impl IntoView {
+    let figures = move || {
+        lab.steps_done.track();
+        lab.state.track();
+        let runs = lab.runs.with(|l| l.len());
+        let evals: usize = lab.runs.with(|l| l.iter().map(|r| r.run.evals.len()).sum());
+        (wasm_memory_bytes(), crate::gpu::live_devices(), runs, evals)
+    };
+    view! {
+        <details class="diagnostics">
+            <summary>"Diagnostics"</summary>
+            {move || {
+                let (bytes, devices, runs, evals) = figures();
+                view! {
+                    <p id="diagnostics" data-wasm-bytes=bytes.to_string() data-gpu-devices=devices.to_string() data-runs=runs.to_string() data-evals=evals.to_string()>
+                        {format!("WebAssembly memory {:.1} MB · GPU devices open {devices} · runs {runs} · evaluations in memory {evals}", bytes / 1e6)}
+                    </p>
+                }
+            }}
+        </details>
     }
 }
 
@@ -478,10 +645,36 @@ fn start_up(lab: Lab) {
     });
 }
 
+/// Pauses training while the tab is hidden, unless the user chose to keep
+/// training, and resumes it when the tab shows again.
+fn pause_when_hidden(lab: Lab) {
+    use wasm_bindgen::closure::Closure;
+    use wasm_bindgen::JsCast;
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
+    let watched = document.clone();
+    let on_change = Closure::<dyn FnMut()>::new(move || {
+        if watched.hidden() {
+            if lab.state.get_untracked() == RunState::Training && !lab.train_hidden.get_untracked() {
+                lab.paused_by_hiding.set_value(true);
+                lab.state.set(RunState::Paused);
+            }
+        } else if lab.paused_by_hiding.get_value() {
+            lab.paused_by_hiding.set_value(false);
+            if lab.state.get_untracked() == RunState::Paused {
+                spawn_local(lab.train(false));
+            }
+        }
+    });
+    let _ = document.add_event_listener_with_callback("visibilitychange", on_change.as_ref().unchecked_ref());
+    // The page lives as long as the document, so the listener does too.
+    on_change.forget();
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     let lab = Lab::new();
     start_up(lab);
+    pause_when_hidden(lab);
     share::keep_address_current(lab);
     // A file dropped anywhere on the page becomes the data, or, for a
     // run file, joins the run list.
@@ -525,6 +718,7 @@ pub fn App() -> impl IntoView {
                 <runs::RunList lab=lab />
                 <share::Share lab=lab />
                 <explain::Explanations />
+                <Diagnostics lab=lab />
             </Show>
             <Show when=move || embed>
                 <p class="muted embed-link"><a href=share::full_page_link(lab) target="_blank" rel="noopener">"Open the full lab"</a></p>

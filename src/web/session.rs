@@ -9,7 +9,7 @@ use crate::io::run_file::RunFile;
 use crate::model::Model;
 use crate::page::link::BackendRequest;
 use crate::train::trainer::StepOutcome;
-use crate::train::{CpuBackend, RunStart, TrainError, Trainer};
+use crate::train::{CpuBackend, RunStart, Snapshot, TrainError, Trainer};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
@@ -142,6 +142,49 @@ impl Session {
         match self {
             Session::Cpu(trainer) => trainer.step,
             Session::Gpu(trainer) => trainer.step,
+        }
+    }
+
+    /// Saves the point the run has reached (read back from the GPU).
+    pub async fn snapshot(&mut self) -> Result<Snapshot, TrainError> {
+        match self {
+            Session::Cpu(trainer) => trainer.snapshot().await,
+            Session::Gpu(trainer) => trainer.snapshot().await,
+        }
+    }
+
+    /// Returns the run to `snapshot`.
+    pub fn restore(&mut self, snapshot: &Snapshot) -> Result<(), TrainError> {
+        match self {
+            Session::Cpu(trainer) => trainer.restore(snapshot),
+            Session::Gpu(trainer) => trainer.restore(snapshot),
+        }
+    }
+
+    /// Moves the run to the CPU at `snapshot`, after the GPU failed. The
+    /// run record keeps what it held at the snapshot and names both paths.
+    pub fn move_to_cpu(&self, snapshot: &Snapshot) -> Result<Session, TrainError> {
+        let Session::Gpu(gpu) = self else { return Err(TrainError::Gpu(crate::gpu::GpuError::Device("the run is not on the GPU".into()))) };
+        let mut cpu = Trainer::new(gpu.model_config.clone(), gpu.train_config.clone(), gpu.run.data.clone(), gpu.dataset().clone(), None)?;
+        cpu.run = gpu.run.clone();
+        cpu.run.backend = format!("{}, then cpu", gpu.run.backend);
+        cpu.restore(snapshot)?;
+        Ok(Session::Cpu(cpu))
+    }
+
+    /// Thins the run's evaluations to at most `max`, to bound its memory.
+    pub fn thin(&mut self, max: usize) {
+        match self {
+            Session::Cpu(trainer) => trainer.run.thin_evals(max),
+            Session::Gpu(trainer) => trainer.run.thin_evals(max),
+        }
+    }
+
+    /// Returns the learning rate the run trains with.
+    pub fn learning_rate(&self) -> f64 {
+        match self {
+            Session::Cpu(trainer) => trainer.train_config.lr,
+            Session::Gpu(trainer) => trainer.train_config.lr,
         }
     }
 

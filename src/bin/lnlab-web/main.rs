@@ -3,7 +3,9 @@
 
 #[cfg(target_arch = "wasm32")]
 fn main() {
-    console_error_panic_hook::set_once();
+    // Before mounting, so a panic while the page builds also shows the
+    // crash panel (and is still logged to the console).
+    lnlab::web::crash::install();
     leptos::mount::mount_to_body(lnlab::web::App);
 }
 
