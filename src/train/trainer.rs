@@ -250,13 +250,17 @@ impl<B: Backend> Trainer<B> {
         let evaluation = self.backend.evaluate(&self.train_batches, &self.val_batches).await?;
         let (train_loss, val_loss) = (evaluation.train_loss, evaluation.val_loss);
         let measurement = evaluation.measurement;
-        let non_finite = if !train_loss.is_finite() {
-            Some(NonFinite::new(self.step, None, "train_loss", train_loss))
-        } else if !val_loss.is_finite() {
-            Some(NonFinite::new(self.step, None, "val_loss", val_loss))
-        } else {
-            measurement.first_non_finite(self.step)
-        };
+        // A non-finite state or gradient names the layer where it started,
+        // which says more than the loss it spoils.
+        let non_finite = measurement.first_non_finite(self.step).or_else(|| {
+            if !train_loss.is_finite() {
+                Some(NonFinite::new(self.step, None, "train_loss", train_loss))
+            } else if !val_loss.is_finite() {
+                Some(NonFinite::new(self.step, None, "val_loss", val_loss))
+            } else {
+                None
+            }
+        });
         self.run.evals.push(EvalRecord {
             step: self.step,
             lr: self.last_lr,

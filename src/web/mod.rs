@@ -118,6 +118,9 @@ struct Lab {
     corpus: StoredValue<Option<Dataset>, LocalStorage>,
     /// Label for the next run that starts.
     next_label: StoredValue<Option<String>>,
+    /// A model loaded from a checkpoint that the next run starts from: the
+    /// file name, the model and its stored vocabulary.
+    start_model: StoredValue<Option<(String, crate::model::Model<f32>, Option<String>)>, LocalStorage>,
     /// Bumped by Reset, so a loop still running from before stops.
     generation: StoredValue<u64>,
 }
@@ -147,6 +150,7 @@ impl Lab {
             file: StoredValue::new_local(None),
             corpus: StoredValue::new_local(None),
             next_label: StoredValue::new(None),
+            start_model: StoredValue::new_local(None),
             generation: StoredValue::new(0),
         }
     }
@@ -187,7 +191,21 @@ impl Lab {
         let model = settings.model_config(dataset.vocab.len()).map_err(|e| e.to_string())?;
         let file_name = self.file.with_value(|f| f.as_ref().map(|(name, _)| name.clone()));
         let data = settings.data_config(file_name.as_deref());
-        let start = RunStart::new(model, train, data, dataset, None).map_err(|e| e.to_string())?;
+        let loaded = self.start_model.try_update_value(|m| m.take()).flatten();
+        let start_from = match loaded {
+            Some((name, start_model, vocab)) => {
+                let data_vocab: String = dataset.vocab.chars().iter().collect();
+                if vocab.is_some_and(|v| v != data_vocab) {
+                    return Err(format!("The model in {name} was trained on a different character set than the chosen data; pick the data it was trained on."));
+                }
+                if start_model.config != model {
+                    return Err(format!("The model in {name} does not match the settings (its vocabulary has {} characters, the data {}); pick the data it was trained on.", start_model.config.vocab, model.vocab));
+                }
+                Some(start_model)
+            }
+            None => None,
+        };
+        let start = RunStart::new(model, train, data, dataset, start_from).map_err(|e| e.to_string())?;
         let choice = self.backend.get_untracked().unwrap_or(BackendChoice::Cpu("WebGPU detection has not finished".into()));
         let (session, notice) = Session::start(start, &choice).await;
         if let Some(notice) = notice {
@@ -303,6 +321,7 @@ impl Lab {
                         let rewind_step = self.slot.with_value(|slot| slot.snapshot.as_ref().map(|s| s.step));
                         let offer = match rewind_step {
                             Some(step) => format!(" The last finite state, at step {step}, is kept: rewind to it and try a smaller learning rate, or Reset."),
+                            None if non_finite.step == 0 => " The model was not finite before training; load another model or press Reset.".to_string(),
                             None => " Try a smaller learning rate, then Reset.".to_string(),
                         };
                         self.error.set(Some(format!("Training diverged: {non_finite}.{offer}")));
@@ -329,10 +348,13 @@ impl Lab {
     }
 
     /// Saves the run's current point as its last finite state. A failed
-    /// read-back keeps the previous snapshot.
+    /// read-back, or parameters that are not all finite (a model loaded
+    /// with a NaN), keep the previous snapshot.
     async fn keep_snapshot(self, session: &mut Session) {
         if let Ok(snapshot) = session.snapshot().await {
-            self.slot.update_value(|slot| slot.snapshot = Some(snapshot));
+            if snapshot.state.params.iter().all(|p| p.is_finite()) {
+                self.slot.update_value(|slot| slot.snapshot = Some(snapshot));
+            }
         }
     }
 
@@ -681,8 +703,11 @@ pub fn App() -> impl IntoView {
     let on_drop = move |ev: leptos::ev::DragEvent| {
         ev.prevent_default();
         if let Some(file) = ev.data_transfer().and_then(|t| t.files()).and_then(|files| files.get(0)) {
-            if file.name().to_ascii_lowercase().ends_with(".json") {
+            let name = file.name().to_ascii_lowercase();
+            if name.ends_with(".json") {
                 runs::import(lab, file);
+            } else if name.ends_with(".safetensors") {
+                runs::import_model(lab, file);
             } else if !lab.locked("data") {
                 controls::load_file(lab, file);
             }

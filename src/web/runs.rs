@@ -132,6 +132,42 @@ fn export_report(lab: Lab) {
     }
 }
 
+/// Reads a safetensors checkpoint and makes it the start of the next run,
+/// with the model settings taken from it. A file that fails any check is
+/// rejected whole and changes nothing.
+pub fn import_model(lab: Lab, file: web_sys::File) {
+    spawn_local(async move {
+        let name = file.name();
+        let heads = lab.settings.with_untracked(|s| s.heads.trim().parse::<usize>().ok());
+        let loaded = match session::read_file(file).await {
+            Ok((_, bytes)) => checkpoint::load(&bytes, heads).map_err(|e| format!("{name} could not be loaded: {e}.")),
+            Err(error) => Err(error),
+        };
+        let checkpoint = match loaded {
+            Ok(checkpoint) => checkpoint,
+            Err(error) => {
+                lab.error.set(Some(error));
+                return;
+            }
+        };
+        let config = checkpoint.model.config.clone();
+        lab.reset();
+        lab.edit(|s| {
+            s.placement = config.placement;
+            s.layers = config.layers.to_string();
+            s.width = config.width.to_string();
+            s.heads = config.heads.to_string();
+            s.context = config.context.to_string();
+            s.dt = config.dt.to_string();
+        });
+        lab.start_model.set_value(Some((name.clone(), checkpoint.model, checkpoint.vocab)));
+        lab.notice.set(Some(format!(
+            "Loaded the model in {name}: {}, {} layers, width {}. The next run starts from its weights; pick the data it was trained on and press Train.",
+            config.placement.label(), config.layers, config.width
+        )));
+    });
+}
+
 /// Saves the model of the parked run as a safetensors checkpoint.
 fn export_checkpoint(lab: Lab) {
     if matches!(lab.state.get_untracked(), RunState::Training | RunState::Loading) {
@@ -185,6 +221,13 @@ pub fn RunList(lab: Lab) -> impl IntoView {
         }
         input.set_value("");
     };
+    let on_import_model = move |ev: leptos::ev::Event| {
+        let input: web_sys::HtmlInputElement = event_target(&ev);
+        if let Some(file) = input.files().and_then(|files| files.get(0)) {
+            import_model(lab, file);
+        }
+        input.set_value("");
+    };
     let has_model = move || lab.active.get().is_some() && !matches!(lab.state.get(), RunState::Training | RunState::Loading);
     view! {
         <section class="runs panel" aria-label="Runs">
@@ -222,6 +265,10 @@ pub fn RunList(lab: Lab) -> impl IntoView {
                 <label for="import-run" class="file-button">
                     <span>"Import a run file (JSON)"</span>
                     <input id="import-run" type="file" accept=".json,application/json" on:change=on_import />
+                </label>
+                <label for="import-model" class="file-button">
+                    <span>"Start from a model (safetensors)"</span>
+                    <input id="import-model" type="file" accept=".safetensors" on:change=on_import_model />
                 </label>
             </div>
         </section>

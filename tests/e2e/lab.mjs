@@ -2,7 +2,9 @@
 // read the status and result tables through the page's contract.
 
 import assert from 'node:assert/strict';
-import { recentLog } from './harness.mjs';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { recentLog, repoRoot } from './harness.mjs';
 
 // A model small enough for SwiftShader: 6 updates, evaluated at steps 0, 3 and 6.
 // The data is Moby-Dick because 6 updates reliably lower its validation loss
@@ -157,4 +159,18 @@ export async function resetLab(page, log) {
       const status = await readStatus(page);
       assert.fail(`#reset did not return #status to data-state="idle" data-step="0" within 10 s (it is "${status.state}", step ${status.step})\n${recentLog(log)}`);
     });
+}
+
+/** Builds the command line (a no-op when `cargo test` built it) and returns its path. */
+export function lnlabBinary() {
+  const build = spawnSync('cargo', ['build', '--quiet', '--profile', 'test', '--bin', 'lnlab'], { cwd: repoRoot, encoding: 'utf8' });
+  assert.equal(build.status, 0, `cargo build --profile test --bin lnlab failed:\n${build.stderr}`);
+  return join(repoRoot, 'target', 'debug', 'lnlab');
+}
+
+/** Runs the command line and asserts that it succeeded. */
+export function runLnlab(args) {
+  const result = spawnSync(lnlabBinary(), args, { cwd: repoRoot, encoding: 'utf8', env: { ...process.env, LNLAB_DATA_DIR: join(repoRoot, 'data') } });
+  assert.equal(result.status, 0, `lnlab ${args.join(' ')} failed (exit ${result.status}):\n${result.stderr}`);
+  return result;
 }

@@ -6,8 +6,10 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchChromium, recentLog, saveScreenshot, startStaticServer, watchPage } from './harness.mjs';
-import { readStatus, readTables, runTimeoutMs, setInput, trainToEnd, waitForBackend } from './lab.mjs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { artifactsDir, launchChromium, recentLog, saveScreenshot, startStaticServer, watchPage } from './harness.mjs';
+import { readStatus, readTables, runLnlab, runTimeoutMs, setInput, trainToEnd, waitForBackend } from './lab.mjs';
 
 /** Opens `url` in a new tab of the launch and waits for the backend. */
 async function openTab(browser, url, initScript) {
@@ -39,6 +41,18 @@ async function setHidden(page, hidden) {
     Object.defineProperty(document, 'hidden', { configurable: true, get: () => value });
     document.dispatchEvent(new Event('visibilitychange'));
   }, hidden);
+}
+
+/** Writes a copy of a safetensors file with one float of `tensor` set to NaN. */
+function poisonTensor(source, target, tensor) {
+  const bytes = readFileSync(source);
+  const headerLength = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString('utf8'));
+  const name = Object.keys(header).find((key) => key === tensor || key === `transformer.${tensor}`);
+  assert.ok(name, `${source} has no tensor ${tensor}`);
+  const copy = Buffer.from(bytes);
+  copy.writeFloatLE(Number.NaN, 8 + headerLength + header[name].data_offsets[0]);
+  writeFileSync(target, copy);
 }
 
 // Without LayerNorm, learning rate 1 makes the gradients non-finite within
@@ -117,6 +131,42 @@ describe('reliability on the CPU path', () => {
       assert.deepEqual(steps, [...new Set(steps)].sort((a, b) => a - b), `the loss table repeats or reorders steps: ${steps}`);
       assert.ok(lossRows.every((row) => Number.isFinite(Number(row.val))), 'a loss in the rewound run is not finite');
     } finally {
+      await page.close();
+    }
+  });
+
+  test('bad checkpoints are rejected, a NaN weight is named', { timeout: 3 * runTimeoutMs }, async () => {
+    mkdirSync(artifactsDir, { recursive: true });
+    const model = join(artifactsDir, 'small-model.safetensors');
+    runLnlab([
+      'train', '--layers', '2', '--width', '16', '--heads', '2', '--context', '16', '--batch', '4', '--steps', '2',
+      '--eval-every', '2', '--data', 'moby-dick', '--out', join(artifactsDir, 'small-model.json'), '--save', model,
+    ]);
+    const truncated = join(artifactsDir, 'truncated.safetensors');
+    const bytes = readFileSync(model);
+    writeFileSync(truncated, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    const poisoned = join(artifactsDir, 'nan-block1.safetensors');
+    poisonTensor(model, poisoned, 'h.1.attn.c_proj.weight');
+
+    const { page, log } = await openTab(browser, `${server.url}?backend=cpu&steps=4&eval-every=2&warmup=1`);
+    try {
+      await page.locator('#import-model').setInputFiles(truncated);
+      await page.locator('#error').waitFor({ timeout: 10_000 });
+      const error = await page.locator('#error').innerText();
+      assert.match(error, /truncated\.safetensors could not be loaded/, `#error says "${error}"`);
+      assert.equal(await page.locator('#layers').inputValue(), '8', 'a rejected checkpoint changed the settings');
+
+      await page.locator('#import-model').setInputFiles(poisoned);
+      await page.waitForFunction(() => document.getElementById('notice')?.textContent.includes('nan-block1.safetensors'), null, { timeout: 10_000 });
+      assert.equal(await page.locator('#layers').inputValue(), '2', 'the checkpoint did not set the depth');
+      await page.locator('#train').click();
+      const status = await waitForState(page, log, ['diverged', 'finished']);
+      assert.equal(status.state, 'diverged', `a NaN weight trained to ${status.state}`);
+      assert.equal(status.step, '0', 'the NaN weight was not caught at step 0');
+      const message = await page.locator('#error').innerText();
+      assert.match(message, /in layer 2/, `the NaN in block 1 is not placed at layer 2: "${message}"`);
+    } finally {
+      await page.evaluate(() => localStorage.clear());
       await page.close();
     }
   });

@@ -6,25 +6,10 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { artifactsDir, launchChromium, recentLog, repoRoot, saveScreenshot, startStaticServer, watchPage } from './harness.mjs';
-import { configureSmallRun, openLab, readTables, runTimeoutMs, smallRun, smallRunData, trainToEnd, waitForBackend } from './lab.mjs';
-
-/** Builds the command line (a no-op when `cargo test` built it) and returns its path. */
-function lnlabBinary() {
-  const build = spawnSync('cargo', ['build', '--quiet', '--profile', 'test', '--bin', 'lnlab'], { cwd: repoRoot, encoding: 'utf8' });
-  assert.equal(build.status, 0, `cargo build --profile test --bin lnlab failed:\n${build.stderr}`);
-  return join(repoRoot, 'target', 'debug', 'lnlab');
-}
-
-/** Runs the command line and asserts that it succeeded. */
-function runLnlab(args) {
-  const result = spawnSync(lnlabBinary(), args, { cwd: repoRoot, encoding: 'utf8', env: { ...process.env, LNLAB_DATA_DIR: join(repoRoot, 'data') } });
-  assert.equal(result.status, 0, `lnlab ${args.join(' ')} failed (exit ${result.status}):\n${result.stderr}`);
-  return result;
-}
+import { artifactsDir, launchChromium, recentLog, saveScreenshot, startStaticServer, watchPage } from './harness.mjs';
+import { configureSmallRun, openLab, readTables, runLnlab, runTimeoutMs, smallRun, smallRunData, trainToEnd, waitForBackend } from './lab.mjs';
 
 /** Opens `url` in a new tab of the launch and waits for the backend. */
 async function openTab(browser, url) {
