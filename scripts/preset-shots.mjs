@@ -36,6 +36,9 @@ function describeRuns(id, metric, seconds, saved) {
   for (const entry of runs) {
     const run = entry.run;
     const last = run.evals.at(-1);
+    if (!last) {
+      continue;
+    }
     const first = last.layers[1] ?? last.layers[0];
     const top = last.layers.at(-1);
     const boundKey = { max_token_norm: 'bound_max_token_norm', mean_abs: 'bound_mean_abs', rms: 'bound_mean_abs', entry_var: 'bound_entry_var', data_var: 'bound_entry_var' }[metric];
@@ -62,7 +65,8 @@ try {
     await page.waitForFunction(
       () => {
         const status = document.getElementById('status');
-        return status?.getAttribute('data-state') === 'finished' && status?.getAttribute('data-queued') === '0';
+        const state = status?.getAttribute('data-state');
+        return (state === 'finished' || state === 'diverged') && status?.getAttribute('data-queued') === '0';
       },
       null,
       { timeout: presetTimeoutMs, polling: 500 },

@@ -594,7 +594,7 @@ mod tests {
         assert_eq!(state.settings.layers, "12");
         assert_eq!(problem.parameter, "lr");
         assert_eq!(problem.value, "abc");
-        assert_eq!(problem.to_string(), "parameter \"lr\" = \"abc\": expected a number; using the default 0.003");
+        assert_eq!(problem.to_string(), "parameter \"lr\" = \"abc\": expected a number in (0, 10]; using the default 0.003");
     }
 
     #[test]
@@ -607,10 +607,10 @@ mod tests {
             ("batch=1", "batch", "an integer in [2, 512]"),
             ("dt=0", "dt", "a number in (0, 10]"),
             ("lr=11", "lr", "a number in (0, 10]"),
-            ("lr=NaN", "lr", "a number"),
+            ("lr=NaN", "lr", "a number in (0, 10]"),
             ("weight-decay=2", "weight-decay", "a number in [0, 1]"),
             ("steps=0", "steps", "an integer in [1, 10000000]"),
-            ("eval-every=-1", "eval-every", "a whole number"),
+            ("eval-every=-1", "eval-every", "an integer in [1, 10000000]"),
             ("seed=-1", "seed", "a whole number from 0"),
         ];
         for (query, parameter, expected) in cases {

@@ -33,7 +33,7 @@ pub struct Preset {
 }
 
 /// Identifiers of every preset, in the order [`all`] returns them.
-pub const IDS: [&str; 6] = ["pre-vs-peri", "residual-step", "depth", "weight-decay", "post-ln-warmup", "no-ln"];
+pub const IDS: [&str; 7] = ["pre-vs-peri", "residual-step", "depth", "weight-decay", "post-ln-warmup", "no-ln", "too-fast"];
 
 /// Maximum number of runs in one preset. At the presets' run lengths, four
 /// runs take an estimated 30 to 40 s on the page's single-threaded CPU path.
@@ -41,7 +41,7 @@ pub const MAX_RUNS: usize = 4;
 
 /// Returns every preset, in the order of [`IDS`].
 pub fn all() -> Vec<Preset> {
-    vec![pre_vs_peri(), residual_step(), depth(), weight_decay(), post_ln_warmup(), no_ln()]
+    vec![pre_vs_peri(), residual_step(), depth(), weight_decay(), post_ln_warmup(), no_ln(), too_fast()]
 }
 
 /// Returns the preset with this identifier, or `None` if there is none.
@@ -176,6 +176,29 @@ fn no_ln() -> Preset {
         runs: vec![
             run("no LayerNorm", Settings { placement: Placement::None, ..base.clone() }),
             run("Pre-LN", Settings { placement: Placement::Pre, ..base }),
+        ],
+    }
+}
+
+fn too_fast() -> Preset {
+    let base = Settings { lr: "1".into(), warmup: "0".into(), steps: "60".into(), eval_every: "3".into(), ..Settings::default() };
+    Preset {
+        id: "too-fast",
+        title: "A learning rate far too large",
+        story: "At learning rate 1 on Moby-Dick, LayerNorm decides whether the run survives. Pre-LN and Peri-LN keep \
+                every state finite, but the loss explodes far above the guessing level ln 65 ≈ 4.2 instead of \
+                falling (about 117 and 73 after 60 steps on the page's CPU path). The placements still differ: \
+                Pre-LN's max token norm reaches about 3e7 at layer 8, while Peri-LN's stays near 2300, under its \
+                linear bound. Without LayerNorm the states become NaN within the first steps: the page pauses, names \
+                the step and the layer where the first non-finite value appeared, and offers to rewind to the last \
+                finite state with a tenth of the learning rate. The diverging run trains last, so the other two are \
+                on the charts when it stops.",
+
+        metric: Metric::MaxTokenNorm,
+        runs: vec![
+            run("Pre-LN", Settings { placement: Placement::Pre, ..base.clone() }),
+            run("Peri-LN", Settings { placement: Placement::Peri, ..base.clone() }),
+            run("no LayerNorm", Settings { placement: Placement::None, ..base }),
         ],
     }
 }

@@ -105,14 +105,13 @@ pub fn label(field: &str) -> &str {
 /// text that is not a number at all.
 fn allowed(field: &str) -> String {
     match field {
-        "layers" => format!("a whole number from 1 to {MAX_LAYERS}"),
-        "width" => format!("a whole number from 1 to {MAX_WIDTH}"),
-        "heads" => format!("a whole number from 1 to {MAX_HEADS} that divides the width"),
-        "context" => format!("a whole number from 1 to {MAX_CONTEXT}"),
-        "batch" => format!("a whole number from 2 to {MAX_BATCH}"),
-        "steps" => format!("a whole number from 1 to {MAX_STEPS}"),
-        "warmup" => "a whole number from 0".into(),
-        "eval-every" => "a whole number from 1".into(),
+        "layers" => format!("an integer in [1, {MAX_LAYERS}]"),
+        "width" => format!("an integer in [1, {MAX_WIDTH}]"),
+        "heads" => format!("an integer in [1, {MAX_HEADS}] that divides the width"),
+        "context" => format!("an integer in [1, {MAX_CONTEXT}]"),
+        "batch" => format!("an integer in [2, {MAX_BATCH}]"),
+        "steps" | "eval-every" => format!("an integer in [1, {MAX_STEPS}]"),
+        "warmup" => format!("an integer in [0, {MAX_STEPS}]"),
         "dt" => format!("a number in (0, {MAX_DT}]"),
         "lr" => format!("a number in (0, {MAX_LR}]"),
         "weight-decay" => "a number in [0, 1]".into(),
@@ -248,7 +247,7 @@ mod tests {
         assert_eq!(error.field, "steps");
         let message = describe(&error);
         assert!(message.starts_with("Steps: \"-3\""), "{message}");
-        assert!(message.contains("from 1 to"), "{message}");
+        assert!(message.contains("in [1, 10000000]"), "{message}");
     }
 
     #[test]

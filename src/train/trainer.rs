@@ -215,7 +215,7 @@ impl<B: Backend> Trainer<B> {
         let queue_full = self.pending.len() >= self.backend.queue_capacity();
         if due || queue_full || self.backend.reports_cheaply() {
             if let Some(non_finite) = self.collect_steps().await? {
-                return Ok(StepOutcome::Diverged(non_finite));
+                return Ok(StepOutcome::Diverged(self.locate(non_finite).await?));
             }
         }
         if due {
@@ -242,6 +242,20 @@ impl<B: Backend> Trainer<B> {
             self.run.non_finite = Some(non_finite.clone());
         }
         Ok(non_finite)
+    }
+
+    /// Places a divergence found in a loss or the gradient norm in a layer,
+    /// by measuring the model that produced it (its update was skipped).
+    /// The measurement joins the run record; when every layer is finite the
+    /// original report stands, since the overflow happened at the output.
+    async fn locate(&mut self, found: NonFinite) -> Result<NonFinite, TrainError> {
+        if found.layer.is_some() {
+            return Ok(found);
+        }
+        let measured = self.evaluate_async().await?.filter(|m| m.layer.is_some());
+        let located = measured.map(|m| NonFinite { step: found.step, ..m }).unwrap_or(found);
+        self.run.non_finite = Some(located.clone());
+        Ok(located)
     }
 
     /// Measure the current model, append the record to the run, and return
