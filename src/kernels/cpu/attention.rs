@@ -1,7 +1,7 @@
 //! Causal multi-head self-attention on a packed `[q k v]` tensor:
 //! `softmax_causal(q_h·k_hᵀ / sqrt(d_h))·v_h` for every head h, concatenated.
 
-use super::Scalar;
+use super::{add_scaled, dot, Scalar};
 
 /// Sizes shared by the attention forward and backward.
 #[derive(Clone, Copy, Debug)]
@@ -38,7 +38,7 @@ pub fn attention_forward<F: Scalar>(out: &mut [F], probs: &mut [F], qkv: &[F], s
                 let mut max_score = F::neg_infinity();
                 for s in 0..=t {
                     let k = &qkv[(b * t_len + s) * 3 * d + d + h * dh..][..dh];
-                    let score = q.iter().zip(k).map(|(&a, &c)| a * c).sum::<F>() * scale;
+                    let score = dot(q, k) * scale;
                     row[s] = score;
                     max_score = max_score.max(score);
                 }
@@ -58,10 +58,7 @@ pub fn attention_forward<F: Scalar>(out: &mut [F], probs: &mut [F], qkv: &[F], s
                 let o = &mut out[(b * t_len + t) * d + h * dh..][..dh];
                 o.fill(F::zero());
                 for (s, &p) in row.iter().enumerate().take(t + 1) {
-                    let v = &qkv[(b * t_len + s) * 3 * d + 2 * d + h * dh..][..dh];
-                    for (oi, &vi) in o.iter_mut().zip(v) {
-                        *oi = *oi + p * vi;
-                    }
+                    add_scaled(o, p, &qkv[(b * t_len + s) * 3 * d + 2 * d + h * dh..][..dh]);
                 }
             }
         }
@@ -77,6 +74,10 @@ pub fn attention_backward<F: Scalar>(dqkv: &mut [F], dout: &[F], qkv: &[F], prob
     let scale = F::one() / F::of(dh as f64).sqrt();
     dqkv.fill(F::zero());
     let mut dprobs = vec![F::zero(); t_len];
+    // q_t and its gradient, kept apart from dqkv so the inner loops borrow
+    // one row of dqkv at a time.
+    let mut q = vec![F::zero(); dh];
+    let mut dq = vec![F::zero(); dh];
     for b in 0..batch {
         for h in 0..heads {
             for t in 0..t_len {
@@ -86,25 +87,22 @@ pub fn attention_backward<F: Scalar>(dqkv: &mut [F], dout: &[F], qkv: &[F], prob
                 // out_t = Σ_s p_ts v_s gives dv_s += p_ts·dout_t and dp_ts = dout_t·v_s.
                 for s in 0..=t {
                     let v_at = (b * t_len + s) * 3 * d + 2 * d + h * dh;
-                    let v = &qkv[v_at..][..dh];
-                    dprobs[s] = o_grad.iter().zip(v).map(|(&g, &vi)| g * vi).sum();
-                    for (dv, &g) in dqkv[v_at..][..dh].iter_mut().zip(o_grad) {
-                        *dv = *dv + row[s] * g;
-                    }
+                    dprobs[s] = dot(o_grad, &qkv[v_at..][..dh]);
+                    add_scaled(&mut dqkv[v_at..][..dh], row[s], o_grad);
                 }
 
                 // Softmax backward: dscore_ts = p_ts·(dp_ts − Σ_s' p_ts'·dp_ts').
-                let weighted: F = (0..=t).map(|s| row[s] * dprobs[s]).sum();
+                let weighted = dot(&row[..=t], &dprobs[..=t]);
                 let q_at = (b * t_len + t) * 3 * d + h * dh;
+                q.copy_from_slice(&qkv[q_at..][..dh]);
+                dq.fill(F::zero());
                 for s in 0..=t {
                     let dscore = row[s] * (dprobs[s] - weighted) * scale;
                     let k_at = (b * t_len + s) * 3 * d + d + h * dh;
-                    for i in 0..dh {
-                        let (q_i, k_i) = (qkv[q_at + i], qkv[k_at + i]);
-                        dqkv[q_at + i] = dqkv[q_at + i] + dscore * k_i;
-                        dqkv[k_at + i] = dqkv[k_at + i] + dscore * q_i;
-                    }
+                    add_scaled(&mut dq, dscore, &qkv[k_at..][..dh]);
+                    add_scaled(&mut dqkv[k_at..][..dh], dscore, &q);
                 }
+                add_scaled(&mut dqkv[q_at..][..dh], F::one(), &dq);
             }
         }
     }

@@ -55,3 +55,46 @@ impl Scalar for f64 {
         matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
     }
 }
+
+/// Returns `Σ a_i·b_i` over the shorter length, summed in eight
+/// interleaved partial sums so the compiler can use SIMD lanes.
+pub fn dot<F: Scalar>(a: &[F], b: &[F]) -> F {
+    const LANES: usize = 8;
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut partial = [F::zero(); LANES];
+    let mut chunks_a = a.chunks_exact(LANES);
+    let mut chunks_b = b.chunks_exact(LANES);
+    for (ca, cb) in (&mut chunks_a).zip(&mut chunks_b) {
+        for lane in 0..LANES {
+            partial[lane] = partial[lane] + ca[lane] * cb[lane];
+        }
+    }
+    let mut total = partial.iter().fold(F::zero(), |sum, &p| sum + p);
+    for (&x, &y) in chunks_a.remainder().iter().zip(chunks_b.remainder()) {
+        total = total + x * y;
+    }
+    total
+}
+
+/// Adds `alpha·x` to `y` elementwise.
+pub fn add_scaled<F: Scalar>(y: &mut [F], alpha: F, x: &[F]) {
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi = *yi + alpha * xi;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_matches_plain_sum_for_every_length() {
+        for n in 0..40 {
+            let a: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
+            let b: Vec<f64> = (0..n).map(|i| (i as f64 * 0.11).cos()).collect();
+            let plain: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - plain).abs() < 1e-12, "length {n}");
+        }
+    }
+}
