@@ -94,7 +94,8 @@ fn diverged_run_rewinds_to_finite_state() {
     let train = TrainConfig { lr: 1.0, warmup: 0, steps: 40, eval_every: 2, ..train_config(OptimizerKind::Adamw) };
     let mut trainer = Trainer::new(config, train, data, dataset, None).unwrap();
     // The run's start is its first finite state.
-    let mut snapshot = pollster::block_on(trainer.snapshot()).unwrap();
+    let start = pollster::block_on(trainer.snapshot()).unwrap();
+    let mut snapshot = start.clone();
     let diverged = loop {
         match trainer.step().unwrap() {
             StepOutcome::Trained { evaluated: true, .. } => snapshot = pollster::block_on(trainer.snapshot()).unwrap(),
@@ -109,7 +110,9 @@ fn diverged_run_rewinds_to_finite_state() {
     assert!(trainer.run.non_finite.is_none());
     assert_eq!(trainer.step, snapshot.step);
     assert!(trainer.model().params.iter().all(|p| p.is_finite()));
-    // With a far smaller rate the run continues past the old divergence.
+    // The last finite state may sit at the edge of divergence, so continue
+    // from the start: with a far smaller rate the run passes the old divergence.
+    trainer.restore(&start).unwrap();
     trainer.train_config.lr = 1e-3;
     while trainer.step <= diverged.step + 2 {
         let outcome = trainer.step().unwrap();

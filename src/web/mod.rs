@@ -62,15 +62,18 @@ const REDRAW_MS: f64 = 250.0;
 /// Evaluations a run keeps in memory; older ones are thinned beyond this,
 /// so a run of tens of thousands of steps stays bounded.
 const MAX_EVALS_KEPT: usize = 400;
+/// Finite states a run keeps for rewinding: the start and the latest three.
+const MAX_SNAPSHOTS: usize = 4;
 
 /// The run being trained, with the settings it was started from. The
 /// training loop takes it out while it runs.
 struct Slot {
     session: Option<Session>,
     started_with: Option<Settings>,
-    /// The last finite point of the run, for rewinding after a divergence
-    /// and for moving to the CPU after a GPU failure.
-    snapshot: Option<Snapshot>,
+    /// Finite points of the run, oldest first: the start and the latest
+    /// few evaluations. They serve rewinding after a divergence and moving
+    /// to the CPU after a GPU failure.
+    snapshots: Vec<Snapshot>,
 }
 
 /// Choices fixed by the link that opened the page: the embedding, locked
@@ -146,7 +149,7 @@ impl Lab {
             paused_by_hiding: StoredValue::new(false),
             theme: RwSignal::new(if browser::prefers_dark() { Theme::Dark } else { Theme::Light }),
             frame: StoredValue::new(Frame::default()),
-            slot: StoredValue::new_local(Slot { session: None, started_with: None, snapshot: None }),
+            slot: StoredValue::new_local(Slot { session: None, started_with: None, snapshots: Vec::new() }),
             file: StoredValue::new_local(None),
             corpus: StoredValue::new_local(None),
             next_label: StoredValue::new(None),
@@ -256,7 +259,7 @@ impl Lab {
         if self.generation.get_value() != generation {
             return;
         }
-        if self.slot.with_value(|slot| slot.snapshot.is_none()) {
+        if self.slot.with_value(|slot| slot.snapshots.is_empty()) {
             self.keep_snapshot(&mut session).await;
         }
         self.error.set(None);
@@ -318,7 +321,7 @@ impl Lab {
                 self.state.set(match outcome {
                     StepOutcome::Diverged(non_finite) => {
                         self.queue.set(Vec::new());
-                        let rewind_step = self.slot.with_value(|slot| slot.snapshot.as_ref().map(|s| s.step));
+                        let rewind_step = self.rewind_step();
                         let offer = match rewind_step {
                             Some(step) => format!(" The last finite state, at step {step}, is kept: rewind to it and try a smaller learning rate, or Reset."),
                             None if non_finite.step == 0 => " The model was not finite before training; load another model or press Reset.".to_string(),
@@ -353,15 +356,26 @@ impl Lab {
     async fn keep_snapshot(self, session: &mut Session) {
         if let Ok(snapshot) = session.snapshot().await {
             if snapshot.state.params.iter().all(|p| p.is_finite()) {
-                self.slot.update_value(|slot| slot.snapshot = Some(snapshot));
+                self.slot.update_value(|slot| {
+                    slot.snapshots.push(snapshot);
+                    // Keep the start and the latest ones.
+                    if slot.snapshots.len() > MAX_SNAPSHOTS {
+                        slot.snapshots.remove(1);
+                    }
+                });
             }
         }
+    }
+
+    /// Returns the step a rewind goes back to, if the run has one.
+    fn rewind_step(self) -> Option<usize> {
+        self.slot.with_value(|slot| slot.snapshots.last().map(|s| s.step))
     }
 
     /// Moves a run whose GPU failed to the CPU at its last snapshot, with
     /// a notice; returns `None` (and shows an error) when there is none.
     fn leave_gpu(self, session: &Session, reason: &str) -> Option<Session> {
-        let snapshot = self.slot.with_value(|slot| slot.snapshot.clone());
+        let snapshot = self.slot.with_value(|slot| slot.snapshots.last().cloned());
         let moved = snapshot.as_ref().map(|snapshot| session.move_to_cpu(snapshot));
         match moved {
             Some(Ok(moved)) => {
@@ -384,9 +398,12 @@ impl Lab {
     }
 
     /// Returns the run to its last finite state and divides the learning
-    /// rate by ten, after a divergence.
+    /// rate by ten, after a divergence. That state is then dropped (unless it
+    /// is the start), so a run that diverges again before its next
+    /// evaluation rewinds further back.
     fn rewind(self) {
-        let Some(snapshot) = self.slot.with_value(|slot| slot.snapshot.clone()) else { return };
+        let taken = self.slot.try_update_value(|slot| if slot.snapshots.len() > 1 { slot.snapshots.pop() } else { slot.snapshots.first().cloned() });
+        let Some(snapshot) = taken.flatten() else { return };
         let restored = self.slot.try_update_value(|slot| slot.session.as_mut().map(|session| session.restore(&snapshot))).flatten();
         match restored {
             Some(Ok(())) => {}
@@ -433,7 +450,7 @@ impl Lab {
         self.slot.update_value(|slot| {
             slot.session = None;
             slot.started_with = None;
-            slot.snapshot = None;
+            slot.snapshots.clear();
         });
         self.diverged.set(None);
         self.active.set(None);
@@ -547,10 +564,10 @@ fn Buttons(lab: Lab) -> impl IntoView {
         <Show when=move || done()>
             <p class="muted hint">"This run is done. Raise Steps to train it further, or press Reset, then Train, to start a new run with the current settings; the finished run stays in the run list."</p>
         </Show>
-        <Show when=move || lab.diverged.with(|d| d.is_some()) && lab.slot.with_value(|slot| slot.snapshot.is_some())>
+        <Show when=move || lab.diverged.with(|d| d.is_some()) && lab.rewind_step().is_some()>
             <div class="buttons">
                 <button id="rewind" type="button" on:click=move |_| lab.rewind()>
-                    {move || format!("Rewind to step {} with a tenth of the learning rate", lab.slot.with_value(|slot| slot.snapshot.as_ref().map(|s| s.step).unwrap_or(0)))}
+                    {move || format!("Rewind to step {} with a tenth of the learning rate", lab.rewind_step().unwrap_or(0))}
                 </button>
             </div>
         </Show>

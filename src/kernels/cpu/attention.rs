@@ -1,7 +1,8 @@
 //! Causal multi-head self-attention on a packed `[q k v]` tensor:
 //! `softmax_causal(q_h·k_hᵀ / sqrt(d_h))·v_h` for every head h, concatenated.
 
-use super::{add_scaled, dot, Scalar};
+use super::matmul::{gemm_view, View};
+use super::{dot, Scalar};
 
 /// Sizes shared by the attention forward and backward.
 #[derive(Clone, Copy, Debug)]
@@ -23,46 +24,45 @@ impl AttentionShape {
 ///
 /// Shapes: qkv [B, T, 3d] with q, k, v at column offsets 0, d, 2d and head h
 /// in columns h·d_h..(h+1)·d_h of each; out [B, T, d]; probs [B, H, T, T].
+///
+/// Each head's scores and weighted sum are two matrix products over all
+/// T×T pairs; the causal mask then only costs the unused upper half.
 pub fn attention_forward<F: Scalar>(out: &mut [F], probs: &mut [F], qkv: &[F], shape: AttentionShape) {
     let AttentionShape { batch, context: t_len, width: d, heads } = shape;
     let dh = shape.head_dim();
     let scale = F::one() / F::of(dh as f64).sqrt();
     for b in 0..batch {
+        let rows = b * t_len * 3 * d;
         for h in 0..heads {
+            let p_at = (b * heads + h) * t_len * t_len;
+            let q = View::rows(rows + h * dh, 3 * d);
+            let k_t = View::transposed(rows + d + h * dh, 3 * d);
+            gemm_view(t_len, dh, t_len, scale, qkv, q, qkv, k_t, F::zero(), probs, View::rows(p_at, t_len));
             for t in 0..t_len {
-                let q = &qkv[(b * t_len + t) * 3 * d + h * dh..][..dh];
-                let row = &mut probs[((b * heads + h) * t_len + t) * t_len..][..t_len];
-
-                // Scores for positions s ≤ t, shifted by their maximum so
-                // exp never overflows.
-                let mut max_score = F::neg_infinity();
-                for s in 0..=t {
-                    let k = &qkv[(b * t_len + s) * 3 * d + d + h * dh..][..dh];
-                    let score = dot(q, k) * scale;
-                    row[s] = score;
-                    max_score = max_score.max(score);
-                }
-                let mut total = F::zero();
-                for p in row.iter_mut().take(t + 1) {
-                    *p = (*p - max_score).exp();
-                    total = total + *p;
-                }
-                let inv_total = F::one() / total;
-                for p in row.iter_mut().take(t + 1) {
-                    *p = *p * inv_total;
-                }
-                for p in row.iter_mut().skip(t + 1) {
-                    *p = F::zero();
-                }
-
-                let o = &mut out[(b * t_len + t) * d + h * dh..][..dh];
-                o.fill(F::zero());
-                for (s, &p) in row.iter().enumerate().take(t + 1) {
-                    add_scaled(o, p, &qkv[(b * t_len + s) * 3 * d + 2 * d + h * dh..][..dh]);
-                }
+                softmax_causal_row(&mut probs[p_at + t * t_len..][..t_len], t);
             }
+            let v = View::rows(rows + 2 * d + h * dh, 3 * d);
+            let o = View::rows(b * t_len * d + h * dh, d);
+            gemm_view(t_len, t_len, dh, F::one(), probs, View::rows(p_at, t_len), qkv, v, F::zero(), out, o);
         }
     }
+}
+
+/// Replaces the scores of positions s ≤ t in `row` by their softmax,
+/// shifted by their maximum so exp never overflows, and zeroes the rest.
+fn softmax_causal_row<F: Scalar>(row: &mut [F], t: usize) {
+    let (past, future) = row.split_at_mut(t + 1);
+    let max_score = past.iter().fold(F::neg_infinity(), |m, &s| m.max(s));
+    let mut total = F::zero();
+    for p in past.iter_mut() {
+        *p = (*p - max_score).exp();
+        total = total + *p;
+    }
+    let inv_total = F::one() / total;
+    for p in past.iter_mut() {
+        *p = *p * inv_total;
+    }
+    future.fill(F::zero());
 }
 
 /// Attention backward. Writes `dqkv`.
@@ -73,37 +73,35 @@ pub fn attention_backward<F: Scalar>(dqkv: &mut [F], dout: &[F], qkv: &[F], prob
     let dh = shape.head_dim();
     let scale = F::one() / F::of(dh as f64).sqrt();
     dqkv.fill(F::zero());
-    let mut dprobs = vec![F::zero(); t_len];
-    // q_t and its gradient, kept apart from dqkv so the inner loops borrow
-    // one row of dqkv at a time.
-    let mut q = vec![F::zero(); dh];
-    let mut dq = vec![F::zero(); dh];
+    // dP, then in place the score gradient dS, of one head.
+    let mut dscores = vec![F::zero(); t_len * t_len];
+    let square = View::rows(0, t_len);
+    let square_t = View::transposed(0, t_len);
     for b in 0..batch {
+        let rows = b * t_len * 3 * d;
         for h in 0..heads {
+            let p_at = (b * heads + h) * t_len * t_len;
+            let p_t = View::transposed(p_at, t_len);
+            let o_grad = View::rows(b * t_len * d + h * dh, d);
+            let (q, k, v) = (View::rows(rows + h * dh, 3 * d), View::rows(rows + d + h * dh, 3 * d), View::rows(rows + 2 * d + h * dh, 3 * d));
+
+            // out = P·V gives dP = dout·Vᵀ and dV = Pᵀ·dout.
+            gemm_view(t_len, dh, t_len, F::one(), dout, o_grad, qkv, View::transposed(v.offset, 3 * d), F::zero(), &mut dscores, square);
+            gemm_view(t_len, t_len, dh, F::one(), probs, p_t, dout, o_grad, F::zero(), dqkv, v);
+
+            // Softmax backward: dS_ts = P_ts·(dP_ts − Σ_s' P_ts'·dP_ts'), times the score scale.
             for t in 0..t_len {
-                let row = &probs[((b * heads + h) * t_len + t) * t_len..][..t_len];
-                let o_grad = &dout[(b * t_len + t) * d + h * dh..][..dh];
-
-                // out_t = Σ_s p_ts v_s gives dv_s += p_ts·dout_t and dp_ts = dout_t·v_s.
-                for s in 0..=t {
-                    let v_at = (b * t_len + s) * 3 * d + 2 * d + h * dh;
-                    dprobs[s] = dot(o_grad, &qkv[v_at..][..dh]);
-                    add_scaled(&mut dqkv[v_at..][..dh], row[s], o_grad);
+                let row = &probs[p_at + t * t_len..][..t_len];
+                let grad = &mut dscores[t * t_len..][..t_len];
+                let weighted = dot(&row[..=t], &grad[..=t]);
+                for (g, &pr) in grad.iter_mut().zip(row) {
+                    *g = pr * (*g - weighted) * scale;
                 }
-
-                // Softmax backward: dscore_ts = p_ts·(dp_ts − Σ_s' p_ts'·dp_ts').
-                let weighted = dot(&row[..=t], &dprobs[..=t]);
-                let q_at = (b * t_len + t) * 3 * d + h * dh;
-                q.copy_from_slice(&qkv[q_at..][..dh]);
-                dq.fill(F::zero());
-                for s in 0..=t {
-                    let dscore = row[s] * (dprobs[s] - weighted) * scale;
-                    let k_at = (b * t_len + s) * 3 * d + d + h * dh;
-                    add_scaled(&mut dq, dscore, &qkv[k_at..][..dh]);
-                    add_scaled(&mut dqkv[k_at..][..dh], dscore, &q);
-                }
-                add_scaled(&mut dqkv[q_at..][..dh], F::one(), &dq);
             }
+
+            // S = Q·Kᵀ gives dQ = dS·K and dK = dSᵀ·Q.
+            gemm_view(t_len, t_len, dh, F::one(), &dscores, square, qkv, k, F::zero(), dqkv, q);
+            gemm_view(t_len, t_len, dh, F::one(), &dscores, square_t, qkv, q, F::zero(), dqkv, k);
         }
     }
 }

@@ -51,6 +51,64 @@ pub fn gemm<F: Scalar>(
     }
 }
 
+/// A matrix inside a slice: element (i, j) sits at `offset + i·row + j·col`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct View {
+    pub offset: usize,
+    pub row: usize,
+    pub col: usize,
+}
+
+impl View {
+    /// A row-major matrix with `row` elements between rows.
+    pub fn rows(offset: usize, row: usize) -> View {
+        View { offset, row, col: 1 }
+    }
+
+    /// The transpose of [`View::rows`]: element (i, j) is stored element (j, i).
+    pub fn transposed(offset: usize, row: usize) -> View {
+        View { offset, row: 1, col: row }
+    }
+
+    /// Panics unless every element of a `rows`×`cols` matrix is inside `len`.
+    fn check(&self, rows: usize, cols: usize, len: usize, name: &str) {
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        let last = self.offset + (rows - 1) * self.row + (cols - 1) * self.col;
+        assert!(last < len, "gemm_view: {name} reaches element {last} of {len}");
+    }
+}
+
+/// `C = alpha·A·B + beta·C` on matrices inside larger slices, such as one
+/// head's columns of the packed attention input. A is m×k, B is k×n and C
+/// is m×n, each placed by its [`View`]. With `beta = 0` the old contents
+/// of C are ignored.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_view<F: Scalar>(
+    m: usize, k: usize, n: usize,
+    alpha: F, a: &[F], va: View, b: &[F], vb: View,
+    beta: F, c: &mut [F], vc: View,
+) {
+    va.check(m, k, a.len(), "A");
+    vb.check(k, n, b.len(), "B");
+    vc.check(m, n, c.len(), "C");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(k > 0, "gemm_view: the inner dimension is empty");
+    // SAFETY: the checks above keep every addressed element inside its slice.
+    unsafe {
+        F::gemm_raw(
+            m, k, n, alpha,
+            a.as_ptr().add(va.offset), va.row as isize, va.col as isize,
+            b.as_ptr().add(vb.offset), vb.row as isize, vb.col as isize,
+            beta,
+            c.as_mut_ptr().add(vc.offset), vc.row as isize, vc.col as isize,
+        );
+    }
+}
+
 /// Affine layer forward: `out = inp·w + bias`.
 ///
 /// Shapes: inp [N, C_in], w [C_in, C_out], bias [C_out], out [N, C_out].

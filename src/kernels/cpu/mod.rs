@@ -12,4 +12,4 @@ pub mod layernorm;
 pub mod matmul;
 pub mod scalar;
 
-pub use scalar::{add_scaled, dot, Scalar};
+pub use scalar::{dot, Scalar};

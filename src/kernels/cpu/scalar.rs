@@ -77,13 +77,6 @@ pub fn dot<F: Scalar>(a: &[F], b: &[F]) -> F {
     total
 }
 
-/// Adds `alpha·x` to `y` elementwise.
-pub fn add_scaled<F: Scalar>(y: &mut [F], alpha: F, x: &[F]) {
-    for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi = *yi + alpha * xi;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
