@@ -1,10 +1,14 @@
 // Checks of the browser set-up itself, independent of the page's features:
-// WebGPU is really on in one launch and really off in the other, and the
-// built page loads, starts and serves its corpus.
+// WebGPU is really on in one launch and really off in the other, the built
+// page loads, starts and serves its corpus, and its wasm stays within the
+// size budget in wasm-budget.json.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchChromium, recentLog, startStaticServer } from './harness.mjs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { distDir, launchChromium, recentLog, repoRoot, startStaticServer } from './harness.mjs';
 
 // Runs in the page: whether navigator.gpu exists and what requestAdapter() returns.
 async function probeWebgpu() {
@@ -115,5 +119,28 @@ describe('built page in headless Chromium', () => {
     assert.equal(corpus.status, 200, 'moby-dick.txt is missing from dist/; index.html copies it from data/ (scripts/fetch-corpus.sh)');
     assert.ok(corpus.length > 1_000_000, `moby-dick.txt has ${corpus.length} characters, expected the whole novel (over 1,000,000)`);
     assert.ok(corpus.opening, 'moby-dick.txt does not contain "Call me Ishmael"');
+  });
+});
+
+describe('wasm size budget', () => {
+  const budgetPath = join(repoRoot, 'wasm-budget.json');
+
+  test('wasm within raw and gzip budget', (t) => {
+    const budget = JSON.parse(readFileSync(budgetPath, 'utf8'));
+    assert.ok(Number.isInteger(budget.rawBytes) && budget.rawBytes > 0, `${budgetPath}: rawBytes is ${budget.rawBytes}, expected a positive whole number`);
+    assert.ok(Number.isInteger(budget.gzipBytes) && budget.gzipBytes > 0, `${budgetPath}: gzipBytes is ${budget.gzipBytes}, expected a positive whole number`);
+
+    const files = readdirSync(distDir).filter((name) => name.endsWith('.wasm'));
+    assert.equal(files.length, 1, `expected one .wasm file in ${distDir}, found ${files.length}: ${files.join(', ') || 'none'}`);
+    const wasm = readFileSync(join(distDir, files[0]));
+    const gzipBytes = gzipSync(wasm, { level: 9 }).length;
+    const sizes = `dist/${files[0]} is ${wasm.length} bytes after wasm-opt and ${gzipBytes} bytes after gzip level 9`;
+    const limits = `the budget in ${budgetPath} is ${budget.rawBytes} and ${budget.gzipBytes} bytes`;
+    t.diagnostic(`${sizes}; ${limits}`);
+
+    // The budget is for release builds: a debug build (scripts/build-web.sh
+    // --debug) skips wasm-opt and may exceed it.
+    assert.ok(wasm.length <= budget.rawBytes, `${sizes}: over the raw budget by ${wasm.length - budget.rawBytes} bytes; ${limits}. Shrink the wasm or, if the growth is worth it, raise the budget`);
+    assert.ok(gzipBytes <= budget.gzipBytes, `${sizes}: over the gzip budget by ${gzipBytes - budget.gzipBytes} bytes; ${limits}. Shrink the wasm or, if the growth is worth it, raise the budget`);
   });
 });

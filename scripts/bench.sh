@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Run the benchmark suite and print plain text for docs/benchmarks.md. It
+# measures the training throughput of three models (small, standard, large,
+# each with batch 16, 4 heads, Pre-LN, AdamW, Moby-Dick). The paths are the
+# native CPU reference, PyTorch (when a Python with torch is found), the
+# native GPU path, and the page in headless Chromium. It also prints the
+# machine, the page's wasm size and its time to the first chart.
+#
+# Usage: scripts/bench.sh
+#
+# Builds the bench_train example but installs nothing. Needs what
+# scripts/setup.sh installs (the corpus, lavapipe, Chromium, node_modules)
+# and a page built by scripts/build-web.sh in dist/. PyTorch figures need
+# LNLAB_TORCH_PYTHON, or /work/torchenv/bin/python, to be a Python with torch
+# and safetensors; without one they are skipped. Takes about 5 minutes on
+# 2 cores. Run it by hand on an otherwise idle machine: CI does not run it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+torch_python="${LNLAB_TORCH_PYTHON:-/work/torchenv/bin/python}"
+
+# wgpu picks lavapipe through Vulkan; a GL adapter would not be
+# WebGPU-compliant. Vulkan's loader warns without a runtime directory.
+export WGPU_BACKEND="${WGPU_BACKEND:-vulkan}"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+
+section() { printf '\n== %s\n' "$*"; }
+load_average() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# Prints a command, then runs it.
+run() {
+    printf '$ %s\n' "$*"
+    "$@"
+}
+
+if [ ! -s data/moby-dick.txt ]; then
+    echo "bench: data/moby-dick.txt not found; fetch it with scripts/fetch-corpus.sh" >&2
+    exit 1
+fi
+
+echo "lnlab benchmark suite, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory"
+echo "system:  $(. /etc/os-release && echo "$PRETTY_NAME"), $(uname -r), $(rustc --version)"
+echo "source:  $(git describe --always --dirty 2>/dev/null || echo 'not a git checkout')"
+echo "load average (1, 5, 15 min) at start: $(load_average)"
+
+echo "building the bench_train example (release)" >&2
+cargo build --release --quiet --example bench_train
+
+section "native CPU reference, 1 thread"
+run cargo run --release --quiet --example bench_train -- --model small --placement pre --warmup 3 --steps 100
+run cargo run --release --quiet --example bench_train -- --model standard --placement pre --warmup 3 --steps 30
+run cargo run --release --quiet --example bench_train -- --model large --placement pre --warmup 1 --steps 5
+
+section "PyTorch, float32 on the CPU"
+if [ -x "$torch_python" ] && "$torch_python" -c 'import torch, safetensors' 2>/dev/null; then
+    for threads in 1 2; do
+        run "$torch_python" scripts/torch_bench.py --threads "$threads"
+    done
+else
+    echo "skipped: $torch_python is not a Python with torch and safetensors; set LNLAB_TORCH_PYTHON"
+fi
+
+# On lavapipe the large model takes minutes per step (about 16 times the
+# standard model's work), so the suite leaves it out.
+section "native GPU path (WGSL through wgpu)"
+run cargo run --release --quiet --example bench_train -- --backend gpu --model small --placement pre --warmup 1 --steps 5
+run cargo run --release --quiet --example bench_train -- --backend gpu --model standard --placement pre --warmup 1 --steps 3
+echo "large: skipped, several minutes per step on a software adapter"
+
+section "page in headless Chromium"
+if [ -d node_modules/playwright-core ] && ls dist/*.wasm >/dev/null 2>&1; then
+    run node scripts/bench-page.mjs
+else
+    echo "skipped: dist/ or node_modules/ is missing; run scripts/setup.sh and scripts/build-web.sh"
+fi
+
+echo
+echo "load average (1, 5, 15 min) at end: $(load_average)"
