@@ -178,8 +178,13 @@ fn export_checkpoint(lab: Lab) {
         lab.error.set(Some("No model to save: the model is kept only for the run in progress. Train or Step first.".into()));
         return;
     };
+    // Train and Step wait while the model is read back, since the session
+    // is out of its slot until then.
+    let previous = lab.state.get_untracked();
+    lab.state.set(RunState::Loading);
     spawn_local(async move {
         let result = session.model().await;
+        lab.state.set(previous);
         let name = lab.active.get_untracked().map(|id| format!("lnlab-run{id}.safetensors")).unwrap_or_else(|| "lnlab-model.safetensors".into());
         let vocab = session.run().vocab.clone();
         lab.slot.update_value(|slot| slot.session = Some(session));
