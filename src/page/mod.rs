@@ -6,3 +6,4 @@ pub mod settings;
 pub mod saved;
 pub mod link;
 pub mod presets;
+pub mod divergence;

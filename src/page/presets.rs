@@ -66,13 +66,14 @@ fn pre_vs_peri() -> Preset {
     Preset {
         id: "pre-vs-peri",
         title: "Pre-LN against Peri-LN",
-        story: "Pre-LN's max token norm jumps at layer 1 and keeps rising layer after layer, to about 520 at layer 8: \
-                five times Peri-LN's 100. Peri-LN grows by a similar step per layer and stays under its linear bound \
-                (about 160 at layer 8). Switch the metric to mean |x| or the variance across features to see the same \
-                gap in the other moments. Neither model learns to copy in 300 steps (both losses stay near \
+        story: "Pre-LN's max token norm jumps at layer 1 and keeps rising layer after layer, to about 450 at layer 8: \
+                four to five times Peri-LN's 100. Peri-LN grows by a similar step per layer and stays under its linear \
+                bound (about 145 at layer 8). Switch the metric to mean |x| or the variance across features to see the \
+                same gap in the other moments. Neither model learns to copy in 300 steps (both losses stay near \
                 ln 12 ≈ 2.48, the guessing level), so the growth comes from training itself, not from solving the task. \
                 Numbers are from the page's CPU path; WebGPU and the command line round differently and land elsewhere \
                 with the same shape.",
+
 
         metric: Metric::MaxTokenNorm,
         runs: vec![
@@ -89,10 +90,11 @@ fn residual_step() -> Preset {
         id: "residual-step",
         title: "Residual step Δt = 1 against Δt = 0.1",
         story: "Scaling every residual update by Δt = 0.1 makes the hidden states several times smaller: at layer 8 \
-                the max token norm falls from about 300 to 55 for Pre-LN and from about 100 to 10 for Peri-LN. The \
-                gradient reaching the layers grows instead, roughly 6 times for Pre-LN and 16 times for Peri-LN at the \
-                last layer. The validation losses stay within 0.05 of each other, but none of the four models learns \
-                the copy task in 200 steps, so whether Δt < 1 costs accuracy is not tested here.",
+                the max token norm falls from about 380 to 50 for Pre-LN and from about 90 to 10 for Peri-LN. The \
+                gradient reaching the layers grows instead, about eight times at the last layer for both. The \
+                validation losses stay within 0.05 of each other, but none of the four models learns the copy task in \
+                200 steps, so whether Δt < 1 costs accuracy is not tested here.",
+
 
         metric: Metric::MaxTokenNorm,
         runs: vec![
@@ -114,10 +116,11 @@ fn depth() -> Preset {
         id: "depth",
         title: "Depth: 4, 8 and 16 layers with Peri-LN",
         story: "Peri-LN adds one LayerNorm output per half-step, so its hidden states grow by a similar amount at \
-                each layer whatever the depth. The last layer's max token norm is about 65, 100 and 230 for 4, 8 and \
-                16 layers, each under its linear bound (about 80, 150 and 320). Switch to the variance across features \
+                each layer whatever the depth. The last layer's max token norm is about 60, 90 and 230 for 4, 8 and \
+                16 layers, each under its linear bound (about 80, 135 and 320). Switch to the variance across features \
                 to see it grow faster, under its quadratic bound. Pre-LN shows no clear depth law at this scale, which \
                 is why this preset uses Peri-LN.",
+
 
         metric: Metric::MaxTokenNorm,
         runs: vec![run("4 layers", with("4")), run("8 layers", with("8")), run("16 layers", with("16"))],
@@ -131,11 +134,12 @@ fn weight_decay() -> Preset {
         id: "weight-decay",
         title: "Weight decay against Pre-LN growth",
         story: "Strong weight decay holds Pre-LN's hidden states down: with decay 1 the max token norm at layer 8 is \
-                about 110, a fifth of the 520 without decay, and the bound falls with it (about 1060 against 4650) \
+                about 80, a fifth of the 450 without decay, and the bound falls with it (about 1300 against 3900) \
                 because it is computed from the weights. Decay 0.1 is too weak to show in 300 steps: on the page's CPU \
-                path it ends at about 640, above the run without decay. Decay is decoupled and scaled by the learning \
+                path it ends near 580, above the run without decay. Decay is decoupled and scaled by the learning \
                 rate, so decay 1 at rate 0.01 shrinks every matrix by 1% per step. The three losses stay near the \
                 guessing level, because the copy task is not learned in 300 steps.",
+
 
         metric: Metric::MaxTokenNorm,
         runs: vec![run("no decay", with("0")), run("decay 0.1", with("0.1")), run("decay 1", with("1"))],
@@ -150,10 +154,11 @@ fn post_ln_warmup() -> Preset {
         id: "post-ln-warmup",
         title: "Post-LN at depth: without and with warm-up",
         story: "Watch the gradient chart, on its log scale. Without warm-up the 16-layer Post-LN model's loss spikes \
-                early, the gradient at the first layers blows up and then vanishes: at step 200 it is about 1e-11 \
-                at layer 1 against 1e-4 at the last layer, and the loss is stuck near 3.05. With the rate warmed up \
-                over 150 steps, the gradient rms stays near 2e-3 from the first layer to the last and the loss \
-                reaches 2.63. A 100-step warm-up at the same rate only delays the collapse, to about step 180.",
+                early, the gradient at the first layers blows up and then vanishes: at step 200 it is about 1e-10 at \
+                layer 1, against about 1e-4 near the top, and the loss is stuck near 3.05. With the rate warmed up over \
+                150 steps, the gradient rms stays near 2e-3 from the first layer to the last and the loss reaches \
+                2.64. A 100-step warm-up at the same rate only delays the collapse, to about step 180.",
+
 
         metric: Metric::MaxTokenNorm,
         runs: vec![run("no warm-up", with("0")), run("150-step warm-up", with("150"))],
@@ -166,11 +171,12 @@ fn no_ln() -> Preset {
         id: "no-ln",
         title: "No LayerNorm: the exponential bound",
         story: "Without LayerNorm each branch's bound takes the previous layer's bound as its input, so the bound \
-                multiplies at every layer: it reaches about 1e19 at layer 8, against about 4650 for Pre-LN. The \
-                measured states stay small (max token norm under 10 at layer 8, against about 520 for Pre-LN), so this \
+                multiplies at every layer: it reaches about 1e19 at layer 8, against about 3900 for Pre-LN. The \
+                measured states stay small (max token norm under 10 at layer 8, against about 450 for Pre-LN), so this \
                 bound is far from tight: it shows the exponential shape the analysis allows, not what this model does. \
-                At this scale the model without LayerNorm trains without trouble and ends slightly lower (loss 2.39 \
-                against 2.45).",
+                At this scale the model without LayerNorm trains without trouble and ends slightly lower (loss 2.35 \
+                against 2.46).",
+
 
         metric: Metric::MaxTokenNorm,
         runs: vec![
@@ -186,13 +192,14 @@ fn too_fast() -> Preset {
         id: "too-fast",
         title: "A learning rate far too large",
         story: "At learning rate 1 on Moby-Dick, LayerNorm decides whether the run survives. Pre-LN and Peri-LN keep \
-                every state finite, but the loss explodes far above the guessing level ln 65 ≈ 4.2 instead of \
-                falling (about 117 and 73 after 60 steps on the page's CPU path). The placements still differ: \
-                Pre-LN's max token norm reaches about 3e7 at layer 8, while Peri-LN's stays near 2300, under its \
-                linear bound. Without LayerNorm the states become NaN within the first steps: the page pauses, names \
-                the step and the layer where the first non-finite value appeared, and offers to rewind to the last \
-                finite state with a tenth of the learning rate. The diverging run trains last, so the other two are \
-                on the charts when it stops.",
+                every state finite, but the loss climbs far above the guessing level ln 65 ≈ 4.2 instead of falling \
+                (about 116 and 40 after 60 steps on the page's CPU path). The placements still differ: Pre-LN's max \
+                token norm reaches about 3e7 at layer 8, while Peri-LN's stays near 2100, under its linear bound. \
+                Without LayerNorm the states become NaN within the first steps: the page pauses, names the step and \
+                the layer where the first non-finite value appeared, and offers to rewind to the last finite state \
+                with a tenth of the learning rate. The diverging run trains last, so the other two are on the charts \
+                when it stops.",
+
 
         metric: Metric::MaxTokenNorm,
         runs: vec![

@@ -47,7 +47,7 @@ pub fn Figure(lab: Lab, kind: ChartKind, id: &'static str, label: &'static str) 
         } else {
             let drawn = charts::draw(&element, kind, &chart_runs(&runs), &options).err();
             // A divergence is named under every chart, since the lines stop there.
-            let diverged: Vec<String> = runs.iter().filter_map(|(label, run)| run.non_finite.as_ref().map(|nf| format!("{label} diverged: {nf}"))).collect();
+            let diverged: Vec<String> = runs.iter().filter_map(|(label, run)| run.non_finite.as_ref().map(|nf| format!("{label} diverged: {}", crate::page::divergence::describe(nf)))).collect();
             let notes: Vec<String> = drawn.into_iter().chain(diverged).collect();
             message.set((!notes.is_empty()).then(|| notes.join("; ")));
         }

@@ -323,11 +323,11 @@ impl Lab {
                         self.queue.set(Vec::new());
                         let rewind_step = self.rewind_step();
                         let offer = match rewind_step {
-                            Some(step) => format!(" The last finite state, at step {step}, is kept: rewind to it and try a smaller learning rate, or Reset."),
+                            Some(step) => format!(" Rewind returns to the finite state after {step} updates with a tenth of the learning rate; or press Reset."),
                             None if non_finite.step == 0 => " The model was not finite before training; load another model or press Reset.".to_string(),
                             None => " Try a smaller learning rate, then Reset.".to_string(),
                         };
-                        self.error.set(Some(format!("Training diverged: {non_finite}.{offer}")));
+                        self.error.set(Some(format!("Training diverged: {}.{offer}", crate::page::divergence::describe(&non_finite))));
                         self.diverged.set(Some(non_finite));
                         RunState::Diverged
                     }
@@ -421,6 +421,17 @@ impl Lab {
                 self.publish(session);
             }
         });
+        // The run now mixes learning rates, so its settings alone no longer
+        // reproduce it; its name says so.
+        if let Some(id) = self.active.get_untracked() {
+            self.runs.update(|list| {
+                if let Some(entry) = list.iter_mut().find(|r| r.id == id) {
+                    let named = entry.label.clone().unwrap_or_else(|| entry.run.model.placement.label().to_string());
+                    let base = named.split(", rewound at").next().unwrap_or_default().to_string();
+                    entry.label = Some(format!("{base}, rewound at step {} to lr {new_rate}", snapshot.step));
+                }
+            });
+        }
         self.diverged.set(None);
         self.error.set(None);
         self.state.set(RunState::Paused);
@@ -561,7 +572,7 @@ fn Buttons(lab: Lab) -> impl IntoView {
             <button id="step" disabled=move || busy() || done() on:click=move |_| spawn_local(lab.train(true))>"Step"</button>
             <button id="reset" on:click=move |_| lab.reset()>"Reset"</button>
         </div>
-        <Show when=move || done()>
+        <Show when=move || done() && lab.state.get() == RunState::Finished>
             <p class="muted hint">"This run is done. Raise Steps to train it further, or press Reset, then Train, to start a new run with the current settings; the finished run stays in the run list."</p>
         </Show>
         <Show when=move || lab.diverged.with(|d| d.is_some()) && lab.rewind_step().is_some()>

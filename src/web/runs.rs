@@ -86,7 +86,10 @@ pub fn import(lab: Lab, file: web_sys::File) {
                 lab.notice.set(Some(format!("Imported {name}: a run of {steps} steps, now in the run list and on the charts.")));
             }
             Ok(_) => lab.error.set(Some(format!("The run list is full ({MAX_SAVED_RUNS} runs); delete a run before importing another."))),
-            Err(error) => lab.error.set(Some(format!("Import failed: {error}."))),
+            Err(error) => {
+                lab.notice.set(None);
+                lab.error.set(Some(format!("Import failed: {error}.")));
+            }
         }
     });
 }
@@ -200,9 +203,11 @@ fn export_checkpoint(lab: Lab) {
 #[component]
 pub fn RunList(lab: Lab) -> impl IntoView {
     let shown_count = move || lab.runs.with(|l| l.iter().filter(|r| r.shown).count());
-    let toggle = move |id: u64, show: bool| {
+    let toggle = move |id: u64, checkbox: web_sys::HtmlInputElement| {
+        let show = checkbox.checked();
         if show && shown_count() >= MAX_SHOWN {
             lab.error.set(Some(format!("The charts show at most {MAX_SHOWN} runs; hide one first.")));
+            checkbox.set_checked(false);
             return;
         }
         lab.runs.update(|list| {
@@ -249,7 +254,7 @@ pub fn RunList(lab: Lab) -> impl IntoView {
                                 let checkbox_id = format!("show-run-{id}");
                                 view! {
                                     <tr data-run-id=id.to_string() data-shown=entry.shown.to_string() data-steps=entry.run.evals.last().map(|e| e.step).unwrap_or(0).to_string()>
-                                        <td><input type="checkbox" id=checkbox_id.clone() checked=entry.shown on:change=move |ev| toggle(id, event_target_checked(&ev)) /></td>
+                                        <td><input type="checkbox" id=checkbox_id.clone() checked=entry.shown on:change=move |ev| toggle(id, event_target(&ev)) /></td>
                                         <th scope="row"><label for=checkbox_id>{name}</label></th>
                                         <td>{summary(&entry.run)}</td>
                                         <td class="actions">

@@ -27,10 +27,13 @@ fn query_of(state: &LinkState) -> String {
 /// a copied address reproduces it.
 pub fn keep_address_current(lab: Lab) {
     Effect::new(move |_| {
-        lab.settings.track();
         lab.view.track();
         lab.preset.track();
-        browser::replace_query(&query_of(&lab.link_state(None)));
+        // A half-typed or invalid value stays out of the address, which
+        // keeps the last valid state.
+        if lab.settings.with(|s| s.check().is_ok()) {
+            browser::replace_query(&query_of(&lab.link_state(None)));
+        }
     });
 }
 
@@ -70,6 +73,14 @@ pub fn Share(lab: Lab) -> impl IntoView {
         });
     };
     let link = Memo::new(move |_| share_link(lab));
+    // Embedded readers train on whatever their browser offers.
+    let embed_link = Memo::new(move |_| {
+        lab.settings.track();
+        lab.view.track();
+        lab.preset.track();
+        let state = LinkState { embed: false, backend: BackendRequest::Auto, ..lab.link_state(None) };
+        format!("{}?{}", browser::page_address(), query_of(&state))
+    });
     view! {
         <section class="share panel" aria-label="Share">
             <h2>"Share"</h2>
@@ -80,11 +91,11 @@ pub fn Share(lab: Lab) -> impl IntoView {
             </label>
             <label for="embed-code">
                 <span>"Embedding code"</span>
-                <input id="embed-code" type="text" readonly prop:value=move || embed_snippet(&link.get()) />
+                <input id="embed-code" type="text" readonly prop:value=move || embed_snippet(&embed_link.get()) />
             </label>
             <div class="buttons">
                 <button type="button" id="copy-link" on:click=move |_| copy("link", link.get_untracked())>"Copy link"</button>
-                <button type="button" id="copy-embed" on:click=move |_| copy("embedding code", embed_snippet(&link.get_untracked()))>"Copy embedding code"</button>
+                <button type="button" id="copy-embed" on:click=move |_| copy("embedding code", embed_snippet(&embed_link.get_untracked()))>"Copy embedding code"</button>
             </div>
             <Show when=move || copied.get().is_some()>
                 <p class="muted" role="status">{move || copied.get().unwrap_or_default()}</p>

@@ -105,7 +105,7 @@ describe('reliability on the CPU path', () => {
       assert.equal(diverged.state, 'diverged', `the run at learning rate 1 ended as ${diverged.state}`);
       await saveScreenshot(page, 'diverged');
       const error = await page.locator('#error').innerText();
-      assert.match(error, /diverged: .* at step \d+ in layer \d+/, `#error does not name the step and layer: "${error}"`);
+      assert.match(error, /diverged: .* after \d+ updates?, at layer \d+/, `#error does not name the step and layer: "${error}"`);
       const caption = await page.locator('#metric-chart + figcaption').innerText();
       assert.match(caption, /diverged/, `the chart caption does not mark the divergence: "${caption}"`);
 
@@ -164,7 +164,7 @@ describe('reliability on the CPU path', () => {
       assert.equal(status.state, 'diverged', `a NaN weight trained to ${status.state}`);
       assert.equal(status.step, '0', 'the NaN weight was not caught at step 0');
       const message = await page.locator('#error').innerText();
-      assert.match(message, /in layer 2/, `the NaN in block 1 is not placed at layer 2: "${message}"`);
+      assert.match(message, /at layer 2/, `the NaN in block 1 is not placed at layer 2: "${message}"`);
     } finally {
       await page.evaluate(() => localStorage.clear());
       await page.close();
