@@ -63,7 +63,7 @@ pub struct BufferNeeds {
 /// the page can check that finished runs give their GPU memory back.
 static LIVE_DEVICES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// Returns how many GPU devices this process holds open.
+/// Returns the number of GPU devices this process has open.
 pub fn live_devices() -> usize {
     LIVE_DEVICES.load(std::sync::atomic::Ordering::Relaxed)
 }
@@ -76,7 +76,7 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     /// The adapter's own limits, for sizing messages.
     pub adapter_limits: wgpu::Limits,
-    /// Why the device was lost, once it has been.
+    /// Reason the device was lost, once it has been.
     lost: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 

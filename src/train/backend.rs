@@ -74,7 +74,7 @@ pub trait Backend {
     async fn save_state(&mut self) -> Result<TrainState, TrainError>;
 
     /// Puts a state from [`Backend::save_state`] back, for the same model
-    /// and optimiser, and forgets any non-finite report.
+    /// and optimiser, and clears any non-finite report.
     fn load_state(&mut self, state: &TrainState) -> Result<(), TrainError>;
 }
 

@@ -246,8 +246,8 @@ impl<B: Backend> Trainer<B> {
 
     /// Places a divergence found in a loss or the gradient norm in a layer,
     /// by measuring the model that produced it (its update was skipped).
-    /// The measurement joins the run record; when every layer is finite the
-    /// original report stands, since the overflow happened at the output.
+    /// The measurement joins the run record. When every layer is finite the
+    /// original report is kept, because the overflow happened at the output.
     async fn locate(&mut self, found: NonFinite) -> Result<NonFinite, TrainError> {
         if found.layer.is_some() {
             return Ok(found);
@@ -264,8 +264,8 @@ impl<B: Backend> Trainer<B> {
         let evaluation = self.backend.evaluate(&self.train_batches, &self.val_batches).await?;
         let (train_loss, val_loss) = (evaluation.train_loss, evaluation.val_loss);
         let measurement = evaluation.measurement;
-        // A non-finite state or gradient names the layer where it started,
-        // which says more than the loss it spoils.
+        // A non-finite state or gradient locates the layer where it started,
+        // which is more useful than the loss it spoils.
         let non_finite = measurement.first_non_finite(self.step).or_else(|| {
             if !train_loss.is_finite() {
                 Some(NonFinite::new(self.step, None, "train_loss", train_loss))

@@ -1,7 +1,7 @@
 //! One chart on the page: the canvas, its caption, its data table and its
 //! PNG and SVG downloads.
 
-use super::{browser, charts, runs, tables, Lab};
+use super::{browser, charts, tables, Lab};
 use crate::io::run_file::RunFile;
 use crate::plot::{chart_svg, ChartKind, ChartRun, PlotOptions};
 use leptos::html;
@@ -33,7 +33,7 @@ pub fn chart_runs(runs: &[(String, RunFile)]) -> Vec<ChartRun<'_>> {
 pub fn Figure(lab: Lab, kind: ChartKind, id: &'static str, label: &'static str) -> impl IntoView {
     let canvas = NodeRef::<html::Canvas>::new();
     let message = RwSignal::new(None::<String>);
-    let shown = Memo::new(move |_| lab.runs.with(|list| runs::shown_runs(list)));
+    let shown = lab.shown;
     Effect::new(move |_| {
         let runs = shown.get();
         let options = plot_options(lab);

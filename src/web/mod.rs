@@ -97,6 +97,9 @@ struct Lab {
     steps_per_second: RwSignal<f64>,
     /// Every run in the list, the one in training included.
     runs: RwSignal<Vec<SavedRun>>,
+    /// The runs drawn on the charts with their legend labels, computed once
+    /// per change for all four charts.
+    shown: Memo<Vec<(String, crate::io::run_file::RunFile)>>,
     /// Id of the run the parked or training session belongs to.
     active: RwSignal<Option<u64>>,
     /// The preset whose runs are being trained or shown.
@@ -130,14 +133,16 @@ struct Lab {
 
 impl Lab {
     fn new() -> Lab {
+        let runs = RwSignal::new(Vec::new());
         Lab {
+            shown: Memo::new(move |_| runs.with(|list| runs::shown_runs(list))),
             settings: RwSignal::new(Settings::default()),
             view: RwSignal::new(ViewChoices::default()),
             backend: RwSignal::new(None),
             state: RwSignal::new(RunState::Idle),
             steps_done: RwSignal::new(0),
             steps_per_second: RwSignal::new(0.0),
-            runs: RwSignal::new(Vec::new()),
+            runs,
             active: RwSignal::new(None),
             preset: RwSignal::new(None),
             queue: RwSignal::new(Vec::new()),
@@ -372,8 +377,11 @@ impl Lab {
         self.slot.with_value(|slot| slot.snapshots.last().map(|s| s.step))
     }
 
-    /// Moves a run whose GPU failed to the CPU at its last snapshot, with
-    /// a notice; returns `None` (and shows an error) when there is none.
+    /// Moves a run whose GPU failed to the CPU at its last snapshot and
+    /// shows a notice. Returns `None`, and shows an error, when the run has
+    /// no snapshot or the move fails.
+    /// NOTE: the run stays on the CPU from then on; requesting a new GPU
+    /// device after a loss is not tried.
     fn leave_gpu(self, session: &Session, reason: &str) -> Option<Session> {
         let snapshot = self.slot.with_value(|slot| slot.snapshots.last().cloned());
         let moved = snapshot.as_ref().map(|snapshot| session.move_to_cpu(snapshot));
@@ -402,8 +410,15 @@ impl Lab {
     /// is the start), so a run that diverges again before its next
     /// evaluation rewinds further back.
     fn rewind(self) {
-        let taken = self.slot.try_update_value(|slot| if slot.snapshots.len() > 1 { slot.snapshots.pop() } else { slot.snapshots.first().cloned() });
-        let Some(snapshot) = taken.flatten() else { return };
+        let target = self.slot.try_update_value(|slot| {
+            if slot.snapshots.len() > 1 {
+                slot.snapshots.pop()
+            } else {
+                slot.snapshots.first().cloned()
+            }
+        });
+        let Some(snapshot) = target.flatten() else { return };
+
         let restored = self.slot.try_update_value(|slot| slot.session.as_mut().map(|session| session.restore(&snapshot))).flatten();
         match restored {
             Some(Ok(())) => {}
@@ -413,6 +428,7 @@ impl Lab {
             }
             None => return,
         }
+
         let old_rate = self.slot.with_value(|slot| slot.session.as_ref().map(|s| s.learning_rate())).unwrap_or(0.0);
         let new_rate = old_rate / 10.0;
         self.edit(|s| s.lr = format!("{new_rate}"));
@@ -421,6 +437,7 @@ impl Lab {
                 self.publish(session);
             }
         });
+
         // The run now mixes learning rates, so its settings alone no longer
         // reproduce it; its name says so.
         if let Some(id) = self.active.get_untracked() {
@@ -631,8 +648,8 @@ fn wasm_memory_bytes() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// What the page holds: WebAssembly memory, open GPU devices, runs and
-/// the evaluations kept in memory. Updated as training publishes.
+/// Diagnostics line: WebAssembly memory, open GPU devices, runs and the
+/// evaluations kept in memory, updated as training publishes.
 #[component]
 fn Diagnostics(lab: Lab) -> impl IntoView {
     let figures = move || {

@@ -121,7 +121,7 @@ fn export(lab: Lab, id: u64, kind: &'static str) {
 
 /// Saves the HTML report of the runs on the charts.
 fn export_report(lab: Lab) {
-    let runs = lab.runs.with_untracked(|list| shown_runs(list));
+    let runs = lab.shown.get_untracked();
     if runs.is_empty() {
         lab.error.set(Some("Show at least one measured run on the charts to make a report.".into()));
         return;

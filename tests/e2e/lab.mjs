@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { recentLog, repoRoot } from './harness.mjs';
+import { recentLog, repoRoot, watchPage } from './harness.mjs';
 
 // A model small enough for SwiftShader: 6 updates, evaluated at steps 0, 3 and 6.
 // The data is Moby-Dick because 6 updates reliably lower its validation loss
@@ -173,4 +173,20 @@ export function runLnlab(args) {
   const result = spawnSync(lnlabBinary(), args, { cwd: repoRoot, encoding: 'utf8', env: { ...process.env, LNLAB_DATA_DIR: join(repoRoot, 'data') } });
   assert.equal(result.status, 0, `lnlab ${args.join(' ')} failed (exit ${result.status}):\n${result.stderr}`);
   return result;
+}
+
+/**
+ * Opens `url` in a new tab of the launch, after running `initScript` (if
+ * given) before the page's own scripts, and waits for the backend.
+ */
+export async function openTab(browser, url, initScript) {
+  const page = await browser.context.newPage();
+  const log = [];
+  watchPage(page, log);
+  if (initScript) {
+    await page.addInitScript(initScript);
+  }
+  await page.goto(url);
+  await waitForBackend(page, log);
+  return { page, log };
 }

@@ -176,7 +176,7 @@ describe('lab page on WebGPU', () => {
     server = await startStaticServer();
     browser = await launchChromium({ webgpu: true });
     // SwiftShader is a software adapter, which the page passes over for the
-    // CPU path unless the link asks for WebGPU.
+    // CPU path unless the link requests WebGPU.
     await openLab(browser, `${server.url}?backend=webgpu`);
   });
 

@@ -8,21 +8,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { artifactsDir, launchChromium, recentLog, saveScreenshot, startStaticServer, watchPage } from './harness.mjs';
-import { readStatus, readTables, runLnlab, runTimeoutMs, setInput, trainToEnd, waitForBackend } from './lab.mjs';
-
-/** Opens `url` in a new tab of the launch and waits for the backend. */
-async function openTab(browser, url, initScript) {
-  const page = await browser.context.newPage();
-  const log = [];
-  watchPage(page, log);
-  if (initScript) {
-    await page.addInitScript(initScript);
-  }
-  await page.goto(url);
-  await waitForBackend(page, log);
-  return { page, log };
-}
+import { artifactsDir, launchChromium, recentLog, saveScreenshot, startStaticServer } from './harness.mjs';
+import { openTab, readStatus, readTables, runLnlab, runTimeoutMs, setInput, trainToEnd } from './lab.mjs';
 
 /** Waits until #status reaches one of `states`. */
 async function waitForState(page, log, states, timeout = runTimeoutMs) {

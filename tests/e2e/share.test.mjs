@@ -8,18 +8,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { artifactsDir, launchChromium, recentLog, saveScreenshot, startStaticServer, watchPage } from './harness.mjs';
-import { configureSmallRun, openLab, readTables, runLnlab, runTimeoutMs, smallRun, smallRunData, trainToEnd, waitForBackend } from './lab.mjs';
-
-/** Opens `url` in a new tab of the launch and waits for the backend. */
-async function openTab(browser, url) {
-  const page = await browser.context.newPage();
-  const log = [];
-  watchPage(page, log);
-  await page.goto(url);
-  await waitForBackend(page, log);
-  return { page, log };
-}
+import { artifactsDir, launchChromium, recentLog, saveScreenshot, startStaticServer } from './harness.mjs';
+import { configureSmallRun, openLab, openTab, readTables, runLnlab, runTimeoutMs, smallRun, smallRunData, trainToEnd, waitForBackend } from './lab.mjs';
 
 /** Reads the run list as [{ id, shown, steps }]. */
 async function readRunList(page) {
@@ -173,7 +163,7 @@ describe('links, presets and the run list', () => {
     const modelPath = join(artifactsDir, 'page-model.safetensors');
     await model.saveAs(modelPath);
     const evalPath = join(artifactsDir, 'page-model-eval.json');
-    // The page measures 2 evaluation batches; with the run's batch size and
+    // The page measures 2 evaluation batches. With the run's batch size and
     // seed, lnlab eval draws the same ones, so it must find the page's last loss.
     runLnlab([
       'eval', '--load', modelPath, '--data', smallRunData, '--batch', String(smallRun.batch), '--eval-batches', '2',

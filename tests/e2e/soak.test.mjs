@@ -5,8 +5,8 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchChromium, recentLog, startStaticServer, watchPage } from './harness.mjs';
-import { readStatus, runTimeoutMs, trainToEnd, waitForBackend } from './lab.mjs';
+import { launchChromium, recentLog, startStaticServer } from './harness.mjs';
+import { openTab, readStatus, runTimeoutMs, trainToEnd } from './lab.mjs';
 
 // Evaluations a run keeps in memory (MAX_EVALS_KEPT in src/web/mod.rs).
 const maxEvalsKept = 400;
@@ -19,16 +19,6 @@ async function readDiagnostics(page) {
     const number = (name) => Number(element?.getAttribute(name));
     return { wasmBytes: number('data-wasm-bytes'), gpuDevices: number('data-gpu-devices'), runs: number('data-runs'), evals: number('data-evals') };
   });
-}
-
-/** Opens `url` in a new tab of the launch and waits for the backend. */
-async function openTab(browser, url) {
-  const page = await browser.context.newPage();
-  const log = [];
-  watchPage(page, log);
-  await page.goto(url);
-  await waitForBackend(page, log);
-  return { page, log };
 }
 
 /** Waits until the run has taken at least `step` steps. */

@@ -60,12 +60,12 @@ pub struct View {
 }
 
 impl View {
-    /// A row-major matrix with `row` elements between rows.
+    /// Returns a row-major matrix with `row` elements between rows.
     pub fn rows(offset: usize, row: usize) -> View {
         View { offset, row, col: 1 }
     }
 
-    /// The transpose of [`View::rows`]: element (i, j) is stored element (j, i).
+    /// Returns the transpose of [`View::rows`]: element (i, j) is stored element (j, i).
     pub fn transposed(offset: usize, row: usize) -> View {
         View { offset, row: 1, col: row }
     }
