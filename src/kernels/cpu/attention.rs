@@ -2,6 +2,7 @@
 //! `softmax_causal(q_h·k_hᵀ / sqrt(d_h))·v_h` for every head h, concatenated.
 
 use super::matmul::{gemm_view, View};
+use super::scalar::wide_simd;
 use super::{dot, Scalar};
 
 /// Sizes shared by the attention forward and backward.
@@ -19,6 +20,7 @@ impl AttentionShape {
     }
 }
 
+wide_simd! {
 /// Attention forward. Stores the softmax probabilities for the backward pass;
 /// entries above the diagonal (future positions) are 0.
 ///
@@ -47,17 +49,17 @@ pub fn attention_forward<F: Scalar>(out: &mut [F], probs: &mut [F], qkv: &[F], s
         }
     }
 }
+}
 
 /// Replaces the scores of positions s ≤ t in `row` by their softmax,
 /// shifted by their maximum so exp never overflows, and zeroes the rest.
 fn softmax_causal_row<F: Scalar>(row: &mut [F], t: usize) {
     let (past, future) = row.split_at_mut(t + 1);
     let max_score = past.iter().fold(F::neg_infinity(), |m, &s| m.max(s));
-    let mut total = F::zero();
     for p in past.iter_mut() {
-        *p = (*p - max_score).exp();
-        total = total + *p;
+        *p = (*p - max_score).fast_exp();
     }
+    let total = past.iter().fold(F::zero(), |sum, &p| sum + p);
     let inv_total = F::one() / total;
     for p in past.iter_mut() {
         *p = *p * inv_total;
@@ -65,6 +67,7 @@ fn softmax_causal_row<F: Scalar>(row: &mut [F], t: usize) {
     future.fill(F::zero());
 }
 
+wide_simd! {
 /// Attention backward. Writes `dqkv`.
 ///
 /// Shapes: dout [B, T, d], qkv [B, T, 3d], probs [B, H, T, T]; dqkv [B, T, 3d].
@@ -104,6 +107,7 @@ pub fn attention_backward<F: Scalar>(dqkv: &mut [F], dout: &[F], qkv: &[F], prob
             gemm_view(t_len, t_len, dh, F::one(), &dscores, square_t, qkv, q, F::zero(), dqkv, k);
         }
     }
+}
 }
 
 #[cfg(test)]

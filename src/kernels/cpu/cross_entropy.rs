@@ -1,7 +1,9 @@
 //! Softmax cross-entropy averaged over all B·T positions.
 
+use super::scalar::wide_simd;
 use super::Scalar;
 
+wide_simd! {
 /// Computes the mean loss and stores the softmax probabilities.
 ///
 /// With `weights`, position i contributes `weights[i]·CE_i / N` instead of
@@ -13,11 +15,12 @@ pub fn cross_entropy_forward<F: Scalar>(probs: &mut [F], logits: &[F], targets: 
     let mut total = F::zero();
     for (n, (p_row, l_row)) in probs.chunks_exact_mut(vocab).zip(logits.chunks_exact(vocab)).enumerate() {
         let max_logit = l_row.iter().copied().fold(F::neg_infinity(), F::max);
-        let mut sum = F::zero();
+        // The exponentials first, in a loop of their own that vectorises,
+        // then their sum.
         for (p, &l) in p_row.iter_mut().zip(l_row) {
-            *p = (l - max_logit).exp();
-            sum = sum + *p;
+            *p = (l - max_logit).fast_exp();
         }
+        let sum = p_row.iter().fold(F::zero(), |total, &p| total + p);
         for p in p_row.iter_mut() {
             *p = *p / sum;
         }
@@ -29,6 +32,7 @@ pub fn cross_entropy_forward<F: Scalar>(probs: &mut [F], logits: &[F], targets: 
         total = total + w * ce;
     }
     total / F::of(rows as f64)
+}
 }
 
 /// Writes `dlogits = w_i·(p − onehot(target)) / N`.

@@ -1,10 +1,12 @@
 //! LayerNorm over the last dimension: `γ ⊙ (z − μ) / sqrt(σ² + ε) + β`,
 //! with the biased variance and ε = 1e-5.
 
+use super::scalar::wide_simd;
 use super::Scalar;
 
 pub const LN_EPS: f64 = 1e-5;
 
+wide_simd! {
 /// LayerNorm forward. Also stores each row's mean and `rstd = 1/sqrt(σ² + ε)`
 /// for the backward pass and for the gradient bound under the final norm.
 ///
@@ -32,7 +34,9 @@ pub fn layernorm_forward<F: Scalar>(
         *rstd_out = r;
     }
 }
+}
 
+wide_simd! {
 /// LayerNorm backward. Writes `dinp`; adds into `dgamma` and `dbeta`.
 ///
 /// Shapes: dout [N, d], inp [N, d], mean [N], rstd [N], gamma [d];
@@ -69,6 +73,7 @@ pub fn layernorm_backward<F: Scalar>(
             dinp_row[k] = r * (g - g_mean - xhat * gx_mean);
         }
     }
+}
 }
 
 #[cfg(test)]

@@ -11,5 +11,6 @@ pub mod gelu;
 pub mod layernorm;
 pub mod matmul;
 pub mod scalar;
+pub mod sgemm;
 
 pub use scalar::{dot, Scalar};

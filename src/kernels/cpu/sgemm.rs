@@ -1,0 +1,434 @@
+//! The f32 matrix product `C = alpha·A·B + beta·C` on strided views, with
+//! SIMD kernels for x86-64 (AVX-512 or AVX2 with FMA, picked at run time)
+//! and for WebAssembly built with simd128.
+//!
+//! The lab's products are small: a block multiplies 1024×64 by 64×192, and
+//! one attention head 64×16 by 16×64. A general library packs both
+//! operands on every call, which costs as much as the arithmetic at these
+//! sizes. Here only B is packed, into column panels NR wide, and A is read
+//! in place. Each micro-kernel call keeps an MR×NR block of C in registers
+//! for the whole inner dimension and writes it once.
+//!
+//! Other targets, and C with a column stride other than 1, use matrixmultiply.
+
+use std::cell::RefCell;
+
+thread_local! {
+    /// B packed into panels; kept between calls so a training step does
+    /// not allocate.
+    static PANELS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A micro-kernel: how many rows (MR) and columns (NR) of C it computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    Simd128,
+}
+
+impl Kernel {
+    fn detect() -> Option<Kernel> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Some(Kernel::Avx512);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return Some(Kernel::Avx2);
+            }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        {
+            return Some(Kernel::Simd128);
+        }
+        #[allow(unreachable_code)]
+        None
+    }
+
+    /// Every kernel this CPU runs, the general library (`None`) included.
+    #[cfg(test)]
+    fn all_available() -> Vec<Option<Kernel>> {
+        let mut kernels = vec![None];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                kernels.push(Some(Kernel::Avx512));
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                kernels.push(Some(Kernel::Avx2));
+            }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        kernels.push(Some(Kernel::Simd128));
+        kernels
+    }
+
+    fn rows(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => 8,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => 6,
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Kernel::Simd128 => 4,
+        }
+    }
+
+    fn cols(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 | Kernel::Avx2 => 16,
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Kernel::Simd128 => 8,
+        }
+    }
+}
+
+/// One MR×NR (or smaller) block of C: the arguments every micro-kernel takes.
+#[derive(Clone, Copy)]
+struct Block {
+    /// Rows of C in this block, 1..=MR.
+    rows: usize,
+    /// Columns of C in this block, 1..=NR; the panel is zero-padded beyond.
+    cols: usize,
+    k: usize,
+    /// A(i, p) of the block's first row sits at `a + i·rsa + p·csa`.
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    /// The panel of B: k rows of NR values, `panel_stride` apart.
+    panel: *const f32,
+    panel_stride: usize,
+    /// C(i, j) sits at `c + i·rsc + j`.
+    c: *mut f32,
+    rsc: isize,
+    alpha: f32,
+    beta: f32,
+}
+
+/// `C = alpha·A·B + beta·C` with A m×k, B k×n and C m×n; element (i, j) of
+/// each sits at `ptr + i·row_stride + j·col_stride`. With `beta = 0` the
+/// old contents of C are ignored, NaN included.
+///
+/// # Safety
+/// Every element the shapes and strides address must be inside a live
+/// allocation, and C must not overlap A or B.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm(
+    m: usize, k: usize, n: usize, alpha: f32,
+    a: *const f32, rsa: isize, csa: isize,
+    b: *const f32, rsb: isize, csb: isize,
+    beta: f32,
+    c: *mut f32, rsc: isize, csc: isize,
+) {
+    sgemm_with(Kernel::detect(), m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
+}
+
+/// [`sgemm`] on the given micro-kernel, or on matrixmultiply for `None`.
+///
+/// # Safety
+/// As for [`sgemm`]; the kernel must run on this CPU.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_with(
+    kernel: Option<Kernel>,
+    m: usize, k: usize, n: usize, alpha: f32,
+    a: *const f32, rsa: isize, csa: isize,
+    b: *const f32, rsb: isize, csb: isize,
+    beta: f32,
+    c: *mut f32, rsc: isize, csc: isize,
+) {
+    let kernel = match kernel {
+        Some(kernel) if csc == 1 && m > 0 && n > 0 && k > 0 => kernel,
+        _ => {
+            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
+            return;
+        }
+    };
+    let (mr, nr) = (kernel.rows(), kernel.cols());
+    // A row-major B already holds each full panel as k rows of nr
+    // consecutive values; only the ragged last panel needs copying then.
+    let direct = if csb == 1 && rsb >= 0 { n / nr } else { 0 };
+    PANELS.with_borrow_mut(|panels| {
+        pack_panels(panels, k, n, nr, direct * nr, b, rsb, csb);
+        for index in 0..n.div_ceil(nr) {
+            let j = index * nr;
+            let (panel, panel_stride) = if index < direct {
+                (b.add(j), rsb as usize)
+            } else {
+                (panels.as_ptr().add((index - direct) * k * nr), nr)
+            };
+            let mut i = 0;
+            while i < m {
+                let block = Block {
+                    rows: mr.min(m - i),
+                    cols: nr.min(n - j),
+                    k,
+                    a: a.offset(i as isize * rsa),
+                    rsa,
+                    csa,
+                    panel,
+                    panel_stride,
+                    c: c.offset(i as isize * rsc + j as isize),
+                    rsc,
+                    alpha,
+                    beta,
+                };
+                run(kernel, block);
+                i += mr;
+            }
+        }
+    });
+}
+
+/// Copies the columns `first..n` of B into `panels`: panel q holds
+/// columns first + q·nr.. of every row, nr values per row, with zeros past
+/// column n.
+///
+/// # Safety
+/// As for [`sgemm`]'s B.
+#[allow(clippy::too_many_arguments)]
+unsafe fn pack_panels(panels: &mut Vec<f32>, k: usize, n: usize, nr: usize, first: usize, b: *const f32, rsb: isize, csb: isize) {
+    let count = (n - first).div_ceil(nr);
+    panels.clear();
+    panels.resize(count * k * nr, 0.0);
+    for (index, panel) in panels.chunks_exact_mut(k * nr).enumerate() {
+        let j = first + index * nr;
+        let width = nr.min(n - j);
+        if csb == 1 {
+            for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
+                let from = std::slice::from_raw_parts(b.offset(p as isize * rsb + j as isize), width);
+                row[..width].copy_from_slice(from);
+            }
+        } else {
+            // A transposed B: walk each stored row (one column of B) in order.
+            for col in 0..width {
+                let from = b.offset((j + col) as isize * csb);
+                for p in 0..k {
+                    panel[p * nr + col] = *from.offset(p as isize * rsb);
+                }
+            }
+        }
+    }
+}
+
+/// # Safety
+/// The block's pointers must address valid memory for its shape.
+unsafe fn run(kernel: Kernel, block: Block) {
+    // Each kernel is instantiated for every row count up to its MR, so the
+    // accumulators of a full block and of the last partial one both live
+    // in registers.
+    macro_rules! by_rows {
+        ($kernel:ident, $($rows:literal),+) => {
+            match block.rows {
+                $($rows => $kernel::<$rows>(block),)+
+                rows => unreachable!("a block of {rows} rows"),
+            }
+        };
+    }
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => by_rows!(avx512, 1, 2, 3, 4, 5, 6, 7, 8),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => by_rows!(avx2, 1, 2, 3, 4, 5, 6),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Kernel::Simd128 => by_rows!(simd128, 1, 2, 3, 4),
+    }
+}
+
+/// Writes `alpha·acc + beta·C` for one row of a partial block, through a
+/// scalar loop.
+///
+/// # Safety
+/// `out` must address `acc.len().min(cols)` writable floats.
+unsafe fn store_partial_row(acc: &[f32], out: *mut f32, cols: usize, alpha: f32, beta: f32) {
+    for (j, &sum) in acc.iter().take(cols).enumerate() {
+        let target = out.add(j);
+        *target = if beta == 0.0 { alpha * sum } else { alpha * sum + beta * *target };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512<const R: usize>(block: Block) {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_setzero_ps(); R];
+    for p in 0..block.k {
+        let b = _mm512_loadu_ps(block.panel.add(p * block.panel_stride));
+        let a = block.a.offset(p as isize * block.csa);
+        for (r, sum) in acc.iter_mut().enumerate() {
+            *sum = _mm512_fmadd_ps(_mm512_set1_ps(*a.offset(r as isize * block.rsa)), b, *sum);
+        }
+    }
+    let mask: __mmask16 = if block.cols >= 16 { u16::MAX } else { (1u16 << block.cols) - 1 };
+    let alpha = _mm512_set1_ps(block.alpha);
+    for (r, sum) in acc.iter().enumerate() {
+        let out = block.c.offset(r as isize * block.rsc);
+        let mut value = _mm512_mul_ps(*sum, alpha);
+        if block.beta != 0.0 {
+            value = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, out), _mm512_set1_ps(block.beta), value);
+        }
+        _mm512_mask_storeu_ps(out, mask, value);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2<const R: usize>(block: Block) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    for p in 0..block.k {
+        let b0 = _mm256_loadu_ps(block.panel.add(p * block.panel_stride));
+        let b1 = _mm256_loadu_ps(block.panel.add(p * block.panel_stride + 8));
+        let a = block.a.offset(p as isize * block.csa);
+        for (r, sums) in acc.iter_mut().enumerate() {
+            let value = _mm256_set1_ps(*a.offset(r as isize * block.rsa));
+            sums[0] = _mm256_fmadd_ps(value, b0, sums[0]);
+            sums[1] = _mm256_fmadd_ps(value, b1, sums[1]);
+        }
+    }
+    let alpha = _mm256_set1_ps(block.alpha);
+    let beta = _mm256_set1_ps(block.beta);
+    for (r, sums) in acc.iter().enumerate() {
+        let out = block.c.offset(r as isize * block.rsc);
+        if block.cols == 16 {
+            for (half, &sum) in sums.iter().enumerate() {
+                let at = out.add(8 * half);
+                let mut value = _mm256_mul_ps(sum, alpha);
+                if block.beta != 0.0 {
+                    value = _mm256_fmadd_ps(_mm256_loadu_ps(at), beta, value);
+                }
+                _mm256_storeu_ps(at, value);
+            }
+        } else {
+            let mut row = [0.0f32; 16];
+            _mm256_storeu_ps(row.as_mut_ptr(), sums[0]);
+            _mm256_storeu_ps(row.as_mut_ptr().add(8), sums[1]);
+            store_partial_row(&row, out, block.cols, block.alpha, block.beta);
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+unsafe fn simd128<const R: usize>(block: Block) {
+    use std::arch::wasm32::*;
+    let mut acc = [[f32x4_splat(0.0); 2]; R];
+    for p in 0..block.k {
+        let b0 = v128_load(block.panel.add(p * block.panel_stride) as *const v128);
+        let b1 = v128_load(block.panel.add(p * block.panel_stride + 4) as *const v128);
+        let a = block.a.offset(p as isize * block.csa);
+        for (r, sums) in acc.iter_mut().enumerate() {
+            let value = f32x4_splat(*a.offset(r as isize * block.rsa));
+            sums[0] = f32x4_add(sums[0], f32x4_mul(value, b0));
+            sums[1] = f32x4_add(sums[1], f32x4_mul(value, b1));
+        }
+    }
+    let alpha = f32x4_splat(block.alpha);
+    let beta = f32x4_splat(block.beta);
+    for (r, sums) in acc.iter().enumerate() {
+        let out = block.c.offset(r as isize * block.rsc);
+        if block.cols == 8 {
+            for (half, &sum) in sums.iter().enumerate() {
+                let at = out.add(4 * half) as *mut v128;
+                let mut value = f32x4_mul(sum, alpha);
+                if block.beta != 0.0 {
+                    value = f32x4_add(value, f32x4_mul(v128_load(at), beta));
+                }
+                v128_store(at, value);
+            }
+        } else {
+            let mut row = [0.0f32; 8];
+            v128_store(row.as_mut_ptr() as *mut v128, sums[0]);
+            v128_store(row.as_mut_ptr().add(4) as *mut v128, sums[1]);
+            store_partial_row(&row, out, block.cols, block.alpha, block.beta);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// C = alpha·A·B + beta·C in f64, on the same strided layout.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        m: usize, k: usize, n: usize, alpha: f32,
+        a: &[f32], (rsa, csa): (usize, usize), b: &[f32], (rsb, csb): (usize, usize),
+        beta: f32, c: &[f32], rsc: usize,
+    ) -> Vec<f32> {
+        let mut out = c.to_vec();
+        for i in 0..m {
+            for j in 0..n {
+                let sum: f64 = (0..k).map(|p| a[i * rsa + p * csa] as f64 * b[p * rsb + j * csb] as f64).sum();
+                let old = if beta == 0.0 { 0.0 } else { beta as f64 * c[i * rsc + j] as f64 };
+                out[i * rsc + j] = (alpha as f64 * sum + old) as f32;
+            }
+        }
+        out
+    }
+
+    fn values(len: usize, seed: f32) -> Vec<f32> {
+        (0..len).map(|i| (i as f32 * seed).sin()).collect()
+    }
+
+    #[test]
+    fn kernels_match_f64_reference() {
+        let sizes = [1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 65];
+        for kernel in Kernel::all_available() {
+            for &m in &sizes {
+                for &k in &[1, 2, 16, 17, 64] {
+                    for &n in &sizes {
+                        for (transpose_a, transpose_b) in [(false, false), (false, true), (true, false), (true, true)] {
+                            for beta in [0.0f32, 0.5] {
+                                check(kernel, m, k, n, transpose_a, transpose_b, beta);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn check(kernel: Option<Kernel>, m: usize, k: usize, n: usize, transpose_a: bool, transpose_b: bool, beta: f32) {
+        let a = values(m * k, 0.37);
+        let b = values(k * n, 0.11);
+        // C sits inside a wider matrix (row stride n + 3) prefilled with NaN
+        // when beta = 0, which must not leak into the result.
+        let rsc = n + 3;
+        let mut c = if beta == 0.0 { vec![f32::NAN; m * rsc] } else { values(m * rsc, 0.23) };
+        let sa = if transpose_a { (1, m) } else { (k, 1) };
+        let sb = if transpose_b { (1, k) } else { (n, 1) };
+        let want = reference(m, k, n, 1.5, &a, sa, &b, sb, beta, &c, rsc);
+        unsafe {
+            sgemm_with(
+                kernel, m, k, n, 1.5,
+                a.as_ptr(), sa.0 as isize, sa.1 as isize,
+                b.as_ptr(), sb.0 as isize, sb.1 as isize,
+                beta, c.as_mut_ptr(), rsc as isize, 1,
+            );
+        }
+        let case = format!("{kernel:?} m{m} k{k} n{n} ta{transpose_a} tb{transpose_b} beta{beta}");
+        for i in 0..m {
+            for j in 0..rsc {
+                let (got, expected) = (c[i * rsc + j], want[i * rsc + j]);
+                if j >= n {
+                    assert_eq!(got.to_bits(), expected.to_bits(), "{case}: wrote outside C at ({i},{j})");
+                } else {
+                    let tolerance = 1e-5 * (1.0 + k as f32);
+                    assert!((got - expected).abs() <= tolerance, "{case} at ({i},{j}): {got} vs {expected}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn picks_simd_kernel_on_avx2() {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            assert_ne!(Kernel::detect(), None);
+        }
+    }
+}
