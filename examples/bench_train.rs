@@ -2,7 +2,7 @@
 //!
 //!     cargo run --release --example bench_train -- [--backend cpu|gpu] \
 //!         [--model small|standard|large] [--placement pre|post|peri|none|all] \
-//!         [--warmup N] [--steps N]
+//!         [--warmup N] [--steps N] [--threads N]
 //!     cargo run --release --example bench_train -- gpu    # short for --backend gpu
 //!
 //! Models (4 heads each): small is 4 layers, width 32, context 32; standard
@@ -23,7 +23,7 @@ use std::process::exit;
 use std::time::Instant;
 
 const USAGE: &str = "usage: bench_train [cpu|gpu | --backend cpu|gpu] [--model small|standard|large] \
-[--placement pre|post|peri|none|all] [--warmup N] [--steps N]";
+[--placement pre|post|peri|none|all] [--warmup N] [--steps N] [--threads N]";
 
 struct Options {
     use_gpu: bool,
@@ -31,6 +31,7 @@ struct Options {
     placements: Vec<Placement>,
     warmup: usize,
     timed: usize,
+    threads: usize,
 }
 
 /// Prints `message` and the usage line, then exits with status 2.
@@ -49,6 +50,7 @@ fn parse_options() -> Options {
     let mut placements = Placement::ALL.to_vec();
     let mut warmup = None;
     let mut timed = None;
+    let mut threads = 1;
 
     let mut args = std::env::args().skip(1);
     while let Some(option) = args.next() {
@@ -75,6 +77,7 @@ fn parse_options() -> Options {
             "--placement" => placements = vec![Placement::parse(&value).unwrap_or_else(|e| fail(&e.to_string()))],
             "--warmup" => warmup = Some(parse_count(&option, &value)),
             "--steps" => timed = Some(parse_count(&option, &value)),
+            "--threads" => threads = parse_count(&option, &value),
             other => fail(&format!("unknown option '{other}'")),
         }
     }
@@ -86,7 +89,10 @@ fn parse_options() -> Options {
     if timed == 0 {
         fail("--steps must be at least 1");
     }
-    Options { use_gpu, model_name, placements, warmup: warmup.unwrap_or(default_warmup), timed }
+    if threads == 0 {
+        fail("--threads must be at least 1");
+    }
+    Options { use_gpu, model_name, placements, warmup: warmup.unwrap_or(default_warmup), timed, threads }
 }
 
 /// Builds the named model with `placement` and the corpus's vocabulary size.
@@ -133,6 +139,8 @@ fn steps_per_second<B: Backend>(trainer: &mut Trainer<B>, warmup: usize, timed: 
 
 fn main() {
     let options = parse_options();
+    lnlab::kernels::cpu::threads::set_threads(options.threads).unwrap_or_else(|e| fail(&e));
+    let thread_label = if options.threads == 1 { "1 thread".to_string() } else { format!("{} threads", options.threads) };
     let data = DataConfig::MobyDick;
     let dataset = Dataset::load(&data, 1).unwrap_or_else(|e| fail(&format!("{e}; fetch the corpus with scripts/fetch-corpus.sh")));
 
@@ -156,7 +164,7 @@ fn main() {
         } else {
             let backend = CpuBackend::new(start.model.clone(), &train);
             let mut trainer = start.with_backend(backend);
-            (steps_per_second(&mut trainer, options.warmup, options.timed), "lnlab cpu reference, f32, 1 thread".to_string(), None)
+            (steps_per_second(&mut trainer, options.warmup, options.timed), format!("lnlab cpu reference, f32, {thread_label}"), None)
         };
 
         let dispatches = dispatches.map(|n| format!(", {n} dispatches per step")).unwrap_or_default();

@@ -3,7 +3,7 @@
 // WebGPU path (SwiftShader, a software adapter). Prints plain text in the
 // line format of examples/bench_train.rs.
 //
-//     node scripts/bench-page.mjs [--no-webgpu]
+//     node scripts/bench-page.mjs [--no-webgpu] [--model small|standard|large]
 //
 // Needs dist/ from scripts/build-web.sh and the npm packages (playwright-core).
 // The static server listens on 127.0.0.1 and is closed with the browsers on
@@ -182,11 +182,21 @@ async function measureRun(browser, serverUrl, run, vocab) {
 }
 
 async function main() {
-  const withWebgpu = !process.argv.includes('--no-webgpu');
-  const unknown = process.argv.slice(2).filter((arg) => arg !== '--no-webgpu');
-  if (unknown.length > 0) {
-    throw new Error(`unknown argument ${unknown[0]}; usage: node scripts/bench-page.mjs [--no-webgpu]`);
+  const usage = 'usage: node scripts/bench-page.mjs [--no-webgpu] [--model small|standard|large]';
+  const args = process.argv.slice(2);
+  let withWebgpu = true;
+  let onlyModel = null;
+  for (let i = 0; i < args.length; i += 1) {
+    if (args[i] === '--no-webgpu') {
+      withWebgpu = false;
+    } else if (args[i] === '--model' && args[i + 1] in models) {
+      onlyModel = args[i + 1];
+      i += 1;
+    } else {
+      throw new Error(`invalid argument ${args[i]} ${args[i + 1] ?? ''}; ${usage}`);
+    }
   }
+  const selected = runs.filter((r) => onlyModel === null || r.model === onlyModel);
 
   reportWasmSize();
   const vocab = corpusVocabulary();
@@ -198,14 +208,14 @@ async function main() {
     const chartTimes = await measureFirstChart(cpuBrowser, server.url, chartRepeats);
     console.log(`chart    first sized canvas#metric-chart after ${chartTimes.map((ms) => `${Math.round(ms)} ms`).join(', ')} (navigation start, ${chartRepeats} loads)`);
 
-    for (const run of runs.filter((r) => r.backend === 'cpu')) {
+    for (const run of selected.filter((r) => r.backend === 'cpu')) {
       await measureRun(cpuBrowser, server.url, run, vocab);
     }
 
     if (withWebgpu) {
       const gpuBrowser = await launchChromium({ webgpu: true });
       browsers.push(gpuBrowser);
-      for (const run of runs.filter((r) => r.backend === 'webgpu')) {
+      for (const run of selected.filter((r) => r.backend === 'webgpu')) {
         await measureRun(gpuBrowser, server.url, run, vocab);
       }
     }

@@ -145,17 +145,35 @@ fn resume_from_checkpoint_keeps_settings() {
 }
 
 #[test]
+fn thread_count_leaves_results_unchanged() {
+    let dir = scratch_dir("threads");
+    let short = ["--steps", "6", "--eval-every", "3", "--eval-batches", "1"];
+    let mut runs = Vec::new();
+    for threads in ["1", "3"] {
+        let mut extra = short.to_vec();
+        extra.extend_from_slice(&["--threads", threads]);
+        let run_dir = dir.join(threads);
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let run = train_standard(&run_dir, "peri", &extra);
+        runs.push(run["evals"].clone());
+    }
+    assert!(runs[0].as_array().is_some_and(|evals| evals.len() == 3), "{}", runs[0]);
+    assert_eq!(runs[0], runs[1], "1 and 3 threads trained different numbers");
+}
+
+#[test]
 fn invalid_settings_are_named() {
     let dir = scratch_dir("invalid");
     let out = dir.join("never.json");
     let out = out.to_str().unwrap();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--width", "30", "--heads", "4"], "invalid heads = 4: expected a divisor of width 30"),
         (&["--layers", "0"], "invalid layers = 0"),
         (&["--dt", "0"], "invalid dt = 0"),
         (&["--batch", "1"], "invalid batch = 1"),
         (&["--lr", "-1"], "invalid lr = -1"),
         (&["--data", "/nonexistent/corpus.txt"], "/nonexistent/corpus.txt"),
+        (&["--threads", "0"], "invalid --threads 0: expected an integer in [1, 256]"),
     ];
     for (flags, message) in cases {
         let mut args = vec!["train", "--steps", "1", "--out", out];

@@ -138,6 +138,12 @@ fn check_vocab(stored: Option<&str>, dataset: &Dataset) -> Result<(), Box<dyn Er
 }
 
 pub fn train(args: TrainArgs) -> CommandResult {
+    if let Some(threads) = args.threads {
+        if !(1..=256).contains(&threads) {
+            return Err(format!("invalid --threads {threads}: expected an integer in [1, 256]").into());
+        }
+        lnlab::kernels::cpu::threads::set_threads(threads)?;
+    }
     let train_config = train_config(&args)?;
     let data_config = DataConfig::parse(&args.data)?;
     let dataset = Dataset::load(&data_config, train_config.seed)?;

@@ -3,7 +3,8 @@
 
 use super::matmul::{gemm_view, View};
 use super::scalar::wide_simd;
-use super::{dot, Scalar};
+use super::threads::{for_each_part, for_each_rows, SharedMut};
+use super::{dot, sum_of, Scalar};
 
 /// Sizes shared by the attention forward and backward.
 #[derive(Clone, Copy, Debug)]
@@ -33,21 +34,32 @@ pub fn attention_forward<F: Scalar>(out: &mut [F], probs: &mut [F], qkv: &[F], s
     let AttentionShape { batch, context: t_len, width: d, heads } = shape;
     let dh = shape.head_dim();
     let scale = F::one() / F::of(dh as f64).sqrt();
-    for b in 0..batch {
-        let rows = b * t_len * 3 * d;
-        for h in 0..heads {
-            let p_at = (b * heads + h) * t_len * t_len;
-            let q = View::rows(rows + h * dh, 3 * d);
-            let k_t = View::transposed(rows + d + h * dh, 3 * d);
-            gemm_view(t_len, dh, t_len, scale, qkv, q, qkv, k_t, F::zero(), probs, View::rows(p_at, t_len));
-            for t in 0..t_len {
-                softmax_causal_row(&mut probs[p_at + t * t_len..][..t_len], t);
+    let (out_len, probs_len) = (t_len * d, heads * t_len * t_len);
+    assert_eq!(out.len(), batch * out_len, "attention_forward: out has the wrong size");
+    assert_eq!(probs.len(), batch * probs_len, "attention_forward: probs has the wrong size");
+    let (out_at, probs_at) = (SharedMut(out.as_mut_ptr()), SharedMut(probs.as_mut_ptr()));
+    // Sequences are independent, so each thread takes whole ones.
+    for_each_part(batch, 1, 1, |part| {
+        for b in part {
+            // SAFETY: sequence b owns these rows of `out` and this block of
+            // `probs`, and the parts are disjoint.
+            let out = unsafe { std::slice::from_raw_parts_mut(out_at.get().add(b * out_len), out_len) };
+            let probs = unsafe { std::slice::from_raw_parts_mut(probs_at.get().add(b * probs_len), probs_len) };
+            let rows = b * t_len * 3 * d;
+            for h in 0..heads {
+                let p_at = h * t_len * t_len;
+                let q = View::rows(rows + h * dh, 3 * d);
+                let k_t = View::transposed(rows + d + h * dh, 3 * d);
+                gemm_view(t_len, dh, t_len, scale, qkv, q, qkv, k_t, F::zero(), probs, View::rows(p_at, t_len));
+                for t in 0..t_len {
+                    softmax_causal_row(&mut probs[p_at + t * t_len..][..t_len], t);
+                }
+                let v = View::rows(rows + 2 * d + h * dh, 3 * d);
+                let o = View::rows(h * dh, d);
+                gemm_view(t_len, t_len, dh, F::one(), probs, View::rows(p_at, t_len), qkv, v, F::zero(), out, o);
             }
-            let v = View::rows(rows + 2 * d + h * dh, 3 * d);
-            let o = View::rows(b * t_len * d + h * dh, d);
-            gemm_view(t_len, t_len, dh, F::one(), probs, View::rows(p_at, t_len), qkv, v, F::zero(), out, o);
         }
-    }
+    });
 }
 }
 
@@ -59,7 +71,7 @@ fn softmax_causal_row<F: Scalar>(row: &mut [F], t: usize) {
     for p in past.iter_mut() {
         *p = (*p - max_score).fast_exp();
     }
-    let total = past.iter().fold(F::zero(), |sum, &p| sum + p);
+    let total = sum_of(past, |p| p);
     let inv_total = F::one() / total;
     for p in past.iter_mut() {
         *p = *p * inv_total;
@@ -75,38 +87,45 @@ pub fn attention_backward<F: Scalar>(dqkv: &mut [F], dout: &[F], qkv: &[F], prob
     let AttentionShape { batch, context: t_len, width: d, heads } = shape;
     let dh = shape.head_dim();
     let scale = F::one() / F::of(dh as f64).sqrt();
-    dqkv.fill(F::zero());
-    // dP, then in place the score gradient dS, of one head.
-    let mut dscores = vec![F::zero(); t_len * t_len];
     let square = View::rows(0, t_len);
     let square_t = View::transposed(0, t_len);
-    for b in 0..batch {
-        let rows = b * t_len * 3 * d;
-        for h in 0..heads {
-            let p_at = (b * heads + h) * t_len * t_len;
-            let p_t = View::transposed(p_at, t_len);
-            let o_grad = View::rows(b * t_len * d + h * dh, d);
-            let (q, k, v) = (View::rows(rows + h * dh, 3 * d), View::rows(rows + d + h * dh, 3 * d), View::rows(rows + 2 * d + h * dh, 3 * d));
+    let (rows_len, probs_len) = (t_len * 3 * d, heads * t_len * t_len);
+    // Each sequence writes only its own rows of dqkv.
+    for_each_rows(dqkv, batch, 1, |first, dqkv| {
+        // dP, then in place the score gradient dS, of one head.
+        let mut dscores = vec![F::zero(); t_len * t_len];
+        for (index, dqkv) in dqkv.chunks_exact_mut(rows_len).enumerate() {
+            let b = first + index;
+            dqkv.fill(F::zero());
+            let rows = b * rows_len;
+            for h in 0..heads {
+                let p_at = b * probs_len + h * t_len * t_len;
+                let p_t = View::transposed(p_at, t_len);
+                let o_grad = View::rows(b * t_len * d + h * dh, d);
+                let (q, k, v) = (View::rows(rows + h * dh, 3 * d), View::rows(rows + d + h * dh, 3 * d), View::rows(rows + 2 * d + h * dh, 3 * d));
+                // The same columns inside this sequence's rows of dqkv.
+                let (dq, dk, dv) = (View::rows(h * dh, 3 * d), View::rows(d + h * dh, 3 * d), View::rows(2 * d + h * dh, 3 * d));
 
-            // out = P·V gives dP = dout·Vᵀ and dV = Pᵀ·dout.
-            gemm_view(t_len, dh, t_len, F::one(), dout, o_grad, qkv, View::transposed(v.offset, 3 * d), F::zero(), &mut dscores, square);
-            gemm_view(t_len, t_len, dh, F::one(), probs, p_t, dout, o_grad, F::zero(), dqkv, v);
+                // out = P·V gives dP = dout·Vᵀ and dV = Pᵀ·dout.
+                gemm_view(t_len, dh, t_len, F::one(), dout, o_grad, qkv, View::transposed(v.offset, 3 * d), F::zero(), &mut dscores, square);
+                gemm_view(t_len, t_len, dh, F::one(), probs, p_t, dout, o_grad, F::zero(), dqkv, dv);
 
-            // Softmax backward: dS_ts = P_ts·(dP_ts − Σ_s' P_ts'·dP_ts'), times the score scale.
-            for t in 0..t_len {
-                let row = &probs[p_at + t * t_len..][..t_len];
-                let grad = &mut dscores[t * t_len..][..t_len];
-                let weighted = dot(&row[..=t], &grad[..=t]);
-                for (g, &pr) in grad.iter_mut().zip(row) {
-                    *g = pr * (*g - weighted) * scale;
+                // Softmax backward: dS_ts = P_ts·(dP_ts − Σ_s' P_ts'·dP_ts'), times the score scale.
+                for t in 0..t_len {
+                    let row = &probs[p_at + t * t_len..][..t_len];
+                    let grad = &mut dscores[t * t_len..][..t_len];
+                    let weighted = dot(&row[..=t], &grad[..=t]);
+                    for (g, &pr) in grad.iter_mut().zip(row) {
+                        *g = pr * (*g - weighted) * scale;
+                    }
                 }
-            }
 
-            // S = Q·Kᵀ gives dQ = dS·K and dK = dSᵀ·Q.
-            gemm_view(t_len, t_len, dh, F::one(), &dscores, square, qkv, k, F::zero(), dqkv, q);
-            gemm_view(t_len, t_len, dh, F::one(), &dscores, square_t, qkv, q, F::zero(), dqkv, k);
+                // S = Q·Kᵀ gives dQ = dS·K and dK = dSᵀ·Q.
+                gemm_view(t_len, t_len, dh, F::one(), &dscores, square, qkv, k, F::zero(), dqkv, dq);
+                gemm_view(t_len, t_len, dh, F::one(), &dscores, square_t, qkv, q, F::zero(), dqkv, dk);
+            }
         }
-    }
+    });
 }
 }
 

@@ -2,7 +2,7 @@
 //! with the biased variance and ε = 1e-5.
 
 use super::scalar::wide_simd;
-use super::Scalar;
+use super::{sum_by, sum_of, Scalar};
 
 pub const LN_EPS: f64 = 1e-5;
 
@@ -24,8 +24,8 @@ pub fn layernorm_forward<F: Scalar>(
         // Two passes: the mean first, then squared deviations from it. A
         // one-pass E[z²] − E[z]² loses every digit for rows like
         // [40000, 40001, 40002, 40003] in f32.
-        let mu = row.iter().copied().sum::<F>() / count;
-        let var = row.iter().map(|&z| (z - mu) * (z - mu)).sum::<F>() / count;
+        let mu = sum_of(row, |z| z) / count;
+        let var = sum_of(row, |z| (z - mu) * (z - mu)) / count;
         let r = F::one() / (var + eps).sqrt();
         for (k, (o, &z)) in out_row.iter_mut().zip(row).enumerate() {
             *o = gamma[k] * ((z - mu) * r) + beta[k];
@@ -53,20 +53,16 @@ pub fn layernorm_backward<F: Scalar>(
         .enumerate()
     {
         let (mu, r) = (mean[n], rstd[n]);
+        let (gamma, dgamma, dbeta) = (&gamma[..d], &mut dgamma[..d], &mut dbeta[..d]);
         // With x̂ the normalised row and g = γ ⊙ dout:
         // dinp = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂)).
-        let mut g_mean = F::zero();
-        let mut gx_mean = F::zero();
+        let g_mean = sum_by(d, |k| gamma[k] * dout_row[k]) / count;
+        let gx_mean = sum_by(d, |k| gamma[k] * dout_row[k] * ((inp_row[k] - mu) * r)) / count;
         for k in 0..d {
             let xhat = (inp_row[k] - mu) * r;
-            let g = gamma[k] * dout_row[k];
-            g_mean = g_mean + g;
-            gx_mean = gx_mean + g * xhat;
             dgamma[k] = dgamma[k] + dout_row[k] * xhat;
             dbeta[k] = dbeta[k] + dout_row[k];
         }
-        g_mean = g_mean / count;
-        gx_mean = gx_mean / count;
         for k in 0..d {
             let xhat = (inp_row[k] - mu) * r;
             let g = gamma[k] * dout_row[k];

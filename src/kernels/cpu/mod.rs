@@ -12,5 +12,6 @@ pub mod layernorm;
 pub mod matmul;
 pub mod scalar;
 pub mod sgemm;
+pub mod threads;
 
-pub use scalar::{dot, Scalar};
+pub use scalar::{dot, sum_by, sum_of, Scalar};

@@ -164,6 +164,33 @@ pub fn dot<F: Scalar>(a: &[F], b: &[F]) -> F {
     total
 }
 
+/// Returns `Σ f(x_i)`, summed in eight interleaved partial sums like
+/// [`dot`] so that the loop vectorises.
+#[inline(always)]
+pub fn sum_of<F: Scalar>(values: &[F], f: impl Fn(F) -> F) -> F {
+    sum_by(values.len(), |i| f(values[i]))
+}
+
+/// Returns `Σ f(i)` for i in 0..len, summed in eight interleaved partial
+/// sums. `f` should index slices whose length the compiler knows is at
+/// least `len`, so that no bounds check stays in the loop.
+#[inline(always)]
+pub fn sum_by<F: Scalar>(len: usize, f: impl Fn(usize) -> F) -> F {
+    const LANES: usize = 8;
+    let mut partial = [F::zero(); LANES];
+    let full = len - len % LANES;
+    for start in (0..full).step_by(LANES) {
+        for (lane, sum) in partial.iter_mut().enumerate() {
+            *sum = *sum + f(start + lane);
+        }
+    }
+    let mut total = partial.iter().fold(F::zero(), |sum, &p| sum + p);
+    for i in full..len {
+        total = total + f(i);
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +219,15 @@ mod tests {
         assert_eq!(100.0f32.fast_exp(), f32::INFINITY);
         assert!(f32::NAN.fast_exp().is_nan());
         assert_eq!(1.5f64.fast_exp(), 1.5f64.exp());
+    }
+
+    #[test]
+    fn sum_of_matches_plain_sum_for_every_length() {
+        for n in 0..40 {
+            let values: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
+            let plain: f64 = values.iter().map(|x| x * x).sum();
+            assert!((sum_of(&values, |x| x * x) - plain).abs() < 1e-12, "length {n}");
+        }
     }
 
     #[test]

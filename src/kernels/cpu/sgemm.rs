@@ -11,6 +11,7 @@
 //!
 //! Other targets, and C with a column stride other than 1, use matrixmultiply.
 
+use super::threads::{for_each_part, Shared, SharedMut};
 use std::cell::RefCell;
 
 thread_local! {
@@ -74,7 +75,7 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => 6,
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            Kernel::Simd128 => 4,
+            Kernel::Simd128 => 6,
         }
     }
 
@@ -154,33 +155,37 @@ unsafe fn sgemm_with(
     let direct = if csb == 1 && rsb >= 0 { n / nr } else { 0 };
     PANELS.with_borrow_mut(|panels| {
         pack_panels(panels, k, n, nr, direct * nr, b, rsb, csb);
-        for index in 0..n.div_ceil(nr) {
-            let j = index * nr;
-            let (panel, panel_stride) = if index < direct {
-                (b.add(j), rsb as usize)
-            } else {
-                (panels.as_ptr().add((index - direct) * k * nr), nr)
-            };
-            let mut i = 0;
-            while i < m {
-                let block = Block {
-                    rows: mr.min(m - i),
-                    cols: nr.min(n - j),
-                    k,
-                    a: a.offset(i as isize * rsa),
-                    rsa,
-                    csa,
-                    panel,
-                    panel_stride,
-                    c: c.offset(i as isize * rsc + j as isize),
-                    rsc,
-                    alpha,
-                    beta,
+        let (a, b, c, packed) = (Shared(a), Shared(b), SharedMut(c), Shared(panels.as_ptr()));
+        // Enough rows per thread that the arithmetic (about 2^17
+        // multiply-adds) outweighs handing the part to another thread.
+        let min_rows = (1 << 17) / (n * k).max(1);
+        for_each_part(m, min_rows.max(mr), mr, |rows| {
+            for index in 0..n.div_ceil(nr) {
+                let j = index * nr;
+                let (panel, panel_stride) = if index < direct {
+                    (b.get().add(j), rsb as usize)
+                } else {
+                    (packed.get().add((index - direct) * k * nr), nr)
                 };
-                run(kernel, block);
-                i += mr;
+                for i in rows.clone().step_by(mr) {
+                    let block = Block {
+                        rows: mr.min(rows.end - i),
+                        cols: nr.min(n - j),
+                        k,
+                        a: a.get().offset(i as isize * rsa),
+                        rsa,
+                        csa,
+                        panel,
+                        panel_stride,
+                        c: c.get().offset(i as isize * rsc + j as isize),
+                        rsc,
+                        alpha,
+                        beta,
+                    };
+                    run(kernel, block);
+                }
             }
-        }
+        });
     });
 }
 
@@ -235,7 +240,7 @@ unsafe fn run(kernel: Kernel, block: Block) {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => by_rows!(avx2, 1, 2, 3, 4, 5, 6),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Kernel::Simd128 => by_rows!(simd128, 1, 2, 3, 4),
+        Kernel::Simd128 => by_rows!(simd128, 1, 2, 3, 4, 5, 6),
     }
 }
 
@@ -421,6 +426,27 @@ mod tests {
                     assert!((got - expected).abs() <= tolerance, "{case} at ({i},{j}): {got} vs {expected}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn threads_give_identical_bits() {
+        let (m, k, n) = (301, 64, 65);
+        let a = values(m * k, 0.37);
+        let b = values(k * n, 0.11);
+        let product = |threads: usize, kernel: Option<Kernel>| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut c = vec![0.0f32; m * n];
+            pool.install(|| unsafe {
+                sgemm_with(kernel, m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, 0.0, c.as_mut_ptr(), n as isize, 1);
+            });
+            c
+        };
+        for kernel in Kernel::all_available() {
+            let one = product(1, kernel);
+            let three = product(3, kernel);
+            assert!(one.iter().zip(&three).all(|(x, y)| x.to_bits() == y.to_bits()), "{kernel:?}");
+            check(kernel, m, k, n, false, false, 0.0);
         }
     }
 
