@@ -21,7 +21,6 @@ impl AttentionShape {
     }
 }
 
-wide_simd! {
 /// Attention forward. Stores the softmax probabilities for the backward pass;
 /// entries above the diagonal (future positions) are 0.
 ///
@@ -32,8 +31,6 @@ wide_simd! {
 /// T×T pairs; the causal mask then only costs the unused upper half.
 pub fn attention_forward<F: Scalar>(out: &mut [F], probs: &mut [F], qkv: &[F], shape: AttentionShape) {
     let AttentionShape { batch, context: t_len, width: d, heads } = shape;
-    let dh = shape.head_dim();
-    let scale = F::one() / F::of(dh as f64).sqrt();
     let (out_len, probs_len) = (t_len * d, heads * t_len * t_len);
     assert_eq!(out.len(), batch * out_len, "attention_forward: out has the wrong size");
     assert_eq!(probs.len(), batch * probs_len, "attention_forward: probs has the wrong size");
@@ -45,21 +42,30 @@ pub fn attention_forward<F: Scalar>(out: &mut [F], probs: &mut [F], qkv: &[F], s
             // `probs`, and the parts are disjoint.
             let out = unsafe { std::slice::from_raw_parts_mut(out_at.get().add(b * out_len), out_len) };
             let probs = unsafe { std::slice::from_raw_parts_mut(probs_at.get().add(b * probs_len), probs_len) };
-            let rows = b * t_len * 3 * d;
-            for h in 0..heads {
-                let p_at = h * t_len * t_len;
-                let q = View::rows(rows + h * dh, 3 * d);
-                let k_t = View::transposed(rows + d + h * dh, 3 * d);
-                gemm_view(t_len, dh, t_len, scale, qkv, q, qkv, k_t, F::zero(), probs, View::rows(p_at, t_len));
-                for t in 0..t_len {
-                    softmax_causal_row(&mut probs[p_at + t * t_len..][..t_len], t);
-                }
-                let v = View::rows(rows + 2 * d + h * dh, 3 * d);
-                let o = View::rows(h * dh, d);
-                gemm_view(t_len, t_len, dh, F::one(), probs, View::rows(p_at, t_len), qkv, v, F::zero(), out, o);
-            }
+            let qkv = &qkv[b * t_len * 3 * d..][..t_len * 3 * d];
+            sequence_forward(out, probs, qkv, shape);
         }
     });
+}
+
+wide_simd! {
+/// [`attention_forward`] on one sequence: out [T, d], probs [H, T, T], qkv [T, 3d].
+fn sequence_forward<F: Scalar>(out: &mut [F], probs: &mut [F], qkv: &[F], shape: AttentionShape) {
+    let AttentionShape { context: t_len, width: d, heads, .. } = shape;
+    let dh = shape.head_dim();
+    let scale = F::one() / F::of(dh as f64).sqrt();
+    for h in 0..heads {
+        let p_at = h * t_len * t_len;
+        let q = View::rows(h * dh, 3 * d);
+        let k_t = View::transposed(d + h * dh, 3 * d);
+        gemm_view(t_len, dh, t_len, scale, qkv, q, qkv, k_t, F::zero(), probs, View::rows(p_at, t_len));
+        for t in 0..t_len {
+            softmax_causal_row(&mut probs[p_at + t * t_len..][..t_len], t);
+        }
+        let v = View::rows(2 * d + h * dh, 3 * d);
+        let o = View::rows(h * dh, d);
+        gemm_view(t_len, t_len, dh, F::one(), probs, View::rows(p_at, t_len), qkv, v, F::zero(), out, o);
+    }
 }
 }
 
@@ -79,53 +85,59 @@ fn softmax_causal_row<F: Scalar>(row: &mut [F], t: usize) {
     future.fill(F::zero());
 }
 
-wide_simd! {
 /// Attention backward. Writes `dqkv`.
 ///
 /// Shapes: dout [B, T, d], qkv [B, T, 3d], probs [B, H, T, T]; dqkv [B, T, 3d].
 pub fn attention_backward<F: Scalar>(dqkv: &mut [F], dout: &[F], qkv: &[F], probs: &[F], shape: AttentionShape) {
     let AttentionShape { batch, context: t_len, width: d, heads } = shape;
-    let dh = shape.head_dim();
-    let scale = F::one() / F::of(dh as f64).sqrt();
-    let square = View::rows(0, t_len);
-    let square_t = View::transposed(0, t_len);
-    let (rows_len, probs_len) = (t_len * 3 * d, heads * t_len * t_len);
+    let (rows_len, out_len, probs_len) = (t_len * 3 * d, t_len * d, heads * t_len * t_len);
     // Each sequence writes only its own rows of dqkv.
     for_each_rows(dqkv, batch, 1, |first, dqkv| {
         // dP, then in place the score gradient dS, of one head.
         let mut dscores = vec![F::zero(); t_len * t_len];
         for (index, dqkv) in dqkv.chunks_exact_mut(rows_len).enumerate() {
             let b = first + index;
-            dqkv.fill(F::zero());
-            let rows = b * rows_len;
-            for h in 0..heads {
-                let p_at = b * probs_len + h * t_len * t_len;
-                let p_t = View::transposed(p_at, t_len);
-                let o_grad = View::rows(b * t_len * d + h * dh, d);
-                let (q, k, v) = (View::rows(rows + h * dh, 3 * d), View::rows(rows + d + h * dh, 3 * d), View::rows(rows + 2 * d + h * dh, 3 * d));
-                // The same columns inside this sequence's rows of dqkv.
-                let (dq, dk, dv) = (View::rows(h * dh, 3 * d), View::rows(d + h * dh, 3 * d), View::rows(2 * d + h * dh, 3 * d));
-
-                // out = P·V gives dP = dout·Vᵀ and dV = Pᵀ·dout.
-                gemm_view(t_len, dh, t_len, F::one(), dout, o_grad, qkv, View::transposed(v.offset, 3 * d), F::zero(), &mut dscores, square);
-                gemm_view(t_len, t_len, dh, F::one(), probs, p_t, dout, o_grad, F::zero(), dqkv, dv);
-
-                // Softmax backward: dS_ts = P_ts·(dP_ts − Σ_s' P_ts'·dP_ts'), times the score scale.
-                for t in 0..t_len {
-                    let row = &probs[p_at + t * t_len..][..t_len];
-                    let grad = &mut dscores[t * t_len..][..t_len];
-                    let weighted = dot(&row[..=t], &grad[..=t]);
-                    for (g, &pr) in grad.iter_mut().zip(row) {
-                        *g = pr * (*g - weighted) * scale;
-                    }
-                }
-
-                // S = Q·Kᵀ gives dQ = dS·K and dK = dSᵀ·Q.
-                gemm_view(t_len, t_len, dh, F::one(), &dscores, square, qkv, k, F::zero(), dqkv, dq);
-                gemm_view(t_len, t_len, dh, F::one(), &dscores, square_t, qkv, q, F::zero(), dqkv, dk);
-            }
+            let dout = &dout[b * out_len..][..out_len];
+            let qkv = &qkv[b * rows_len..][..rows_len];
+            let probs = &probs[b * probs_len..][..probs_len];
+            sequence_backward(dqkv, &mut dscores, dout, qkv, probs, shape);
         }
     });
+}
+
+wide_simd! {
+/// [`attention_backward`] on one sequence, with `dscores` [T, T] as scratch.
+fn sequence_backward<F: Scalar>(dqkv: &mut [F], dscores: &mut [F], dout: &[F], qkv: &[F], probs: &[F], shape: AttentionShape) {
+    let AttentionShape { context: t_len, width: d, heads, .. } = shape;
+    let dh = shape.head_dim();
+    let scale = F::one() / F::of(dh as f64).sqrt();
+    let square = View::rows(0, t_len);
+    let square_t = View::transposed(0, t_len);
+    dqkv.fill(F::zero());
+    for h in 0..heads {
+        let p_at = h * t_len * t_len;
+        let p_t = View::transposed(p_at, t_len);
+        let o_grad = View::rows(h * dh, d);
+        let (q, k, v) = (View::rows(h * dh, 3 * d), View::rows(d + h * dh, 3 * d), View::rows(2 * d + h * dh, 3 * d));
+
+        // out = P·V gives dP = dout·Vᵀ and dV = Pᵀ·dout.
+        gemm_view(t_len, dh, t_len, F::one(), dout, o_grad, qkv, View::transposed(v.offset, 3 * d), F::zero(), dscores, square);
+        gemm_view(t_len, t_len, dh, F::one(), probs, p_t, dout, o_grad, F::zero(), dqkv, v);
+
+        // Softmax backward: dS_ts = P_ts·(dP_ts − Σ_s' P_ts'·dP_ts'), times the score scale.
+        for t in 0..t_len {
+            let row = &probs[p_at + t * t_len..][..t_len];
+            let grad = &mut dscores[t * t_len..][..t_len];
+            let weighted = dot(&row[..=t], &grad[..=t]);
+            for (g, &pr) in grad.iter_mut().zip(row) {
+                *g = pr * (*g - weighted) * scale;
+            }
+        }
+
+        // S = Q·Kᵀ gives dQ = dS·K and dK = dSᵀ·Q.
+        gemm_view(t_len, t_len, dh, F::one(), dscores, square, qkv, k, F::zero(), dqkv, q);
+        gemm_view(t_len, t_len, dh, F::one(), dscores, square_t, qkv, q, F::zero(), dqkv, k);
+    }
 }
 }
 

@@ -6,14 +6,33 @@
 //! more in the C library. The two forms agree to rounding.
 
 use super::scalar::wide_simd;
+use super::threads::for_each_rows;
 use super::Scalar;
 
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
 const CUBIC: f64 = 0.044715;
 
-wide_simd! {
+/// Elements per thread below which splitting costs more than it saves.
+const MIN_PART: usize = 1 << 14;
+
 /// Shapes: inp [N], out [N] (any layout).
 pub fn gelu_forward<F: Scalar>(out: &mut [F], inp: &[F]) {
+    assert_eq!(out.len(), inp.len(), "gelu_forward: out and inp differ in length");
+    for_each_rows(out, inp.len(), MIN_PART, |first, out| forward_part(out, &inp[first..][..out.len()]));
+}
+
+/// Writes `dinp = dout · GELU'(inp)`. Shapes: dout, inp, dinp [N].
+pub fn gelu_backward<F: Scalar>(dinp: &mut [F], dout: &[F], inp: &[F]) {
+    assert_eq!(dinp.len(), inp.len(), "gelu_backward: dinp and inp differ in length");
+    assert_eq!(dout.len(), inp.len(), "gelu_backward: dout and inp differ in length");
+    for_each_rows(dinp, inp.len(), MIN_PART, |first, dinp| {
+        let n = dinp.len();
+        backward_part(dinp, &dout[first..][..n], &inp[first..][..n]);
+    });
+}
+
+wide_simd! {
+fn forward_part<F: Scalar>(out: &mut [F], inp: &[F]) {
     let (two_s, c) = (F::of(2.0 * SQRT_2_OVER_PI), F::of(CUBIC));
     for (o, &z) in out.iter_mut().zip(inp) {
         // z·σ(2u); for very negative u, exp overflows to inf and z/inf = 0.
@@ -23,8 +42,7 @@ pub fn gelu_forward<F: Scalar>(out: &mut [F], inp: &[F]) {
 }
 
 wide_simd! {
-/// Writes `dinp = dout · GELU'(inp)`. Shapes: dout, inp, dinp [N].
-pub fn gelu_backward<F: Scalar>(dinp: &mut [F], dout: &[F], inp: &[F]) {
+fn backward_part<F: Scalar>(dinp: &mut [F], dout: &[F], inp: &[F]) {
     let (s, c) = (F::of(SQRT_2_OVER_PI), F::of(CUBIC));
     let (two, three) = (F::of(2.0), F::of(3.0));
     for ((di, &g), &z) in dinp.iter_mut().zip(dout).zip(inp) {

@@ -2,16 +2,39 @@
 //! with the biased variance and ε = 1e-5.
 
 use super::scalar::wide_simd;
+use super::threads::{for_each_rows, SharedMut};
 use super::{sum_by, sum_of, Scalar};
 
 pub const LN_EPS: f64 = 1e-5;
 
-wide_simd! {
+/// Rows per thread below which splitting costs more than it saves.
+const MIN_ROWS: usize = 64;
+
 /// LayerNorm forward. Also stores each row's mean and `rstd = 1/sqrt(σ² + ε)`
 /// for the backward pass and for the gradient bound under the final norm.
 ///
 /// Shapes: inp [N, d], gamma [d], beta [d]; out [N, d], mean [N], rstd [N].
 pub fn layernorm_forward<F: Scalar>(
+    out: &mut [F], mean: &mut [F], rstd: &mut [F],
+    inp: &[F], gamma: &[F], beta: &[F], d: usize,
+) {
+    let rows = mean.len();
+    assert_eq!(rstd.len(), rows, "layernorm_forward: mean and rstd differ in length");
+    assert_eq!(inp.len(), rows * d, "layernorm_forward: inp is not [N, d]");
+    let (mean, rstd) = (SharedMut(mean.as_mut_ptr()), SharedMut(rstd.as_mut_ptr()));
+    for_each_rows(out, rows, MIN_ROWS, |first, out| {
+        let n = out.len() / d.max(1);
+        // SAFETY: each part owns rows first..first + n of every output.
+        let (mean, rstd) = unsafe {
+            (std::slice::from_raw_parts_mut(mean.get().add(first), n), std::slice::from_raw_parts_mut(rstd.get().add(first), n))
+        };
+        forward_rows(out, mean, rstd, &inp[first * d..][..n * d], gamma, beta, d);
+    });
+}
+
+wide_simd! {
+#[allow(clippy::too_many_arguments)]
+fn forward_rows<F: Scalar>(
     out: &mut [F], mean: &mut [F], rstd: &mut [F],
     inp: &[F], gamma: &[F], beta: &[F], d: usize,
 ) {
@@ -36,7 +59,6 @@ pub fn layernorm_forward<F: Scalar>(
 }
 }
 
-wide_simd! {
 /// LayerNorm backward. Writes `dinp`; adds into `dgamma` and `dbeta`.
 ///
 /// Shapes: dout [N, d], inp [N, d], mean [N], rstd [N], gamma [d];
@@ -46,27 +68,51 @@ pub fn layernorm_backward<F: Scalar>(
     dinp: &mut [F], dgamma: &mut [F], dbeta: &mut [F],
     dout: &[F], inp: &[F], mean: &[F], rstd: &[F], gamma: &[F], d: usize,
 ) {
+    let rows = mean.len();
+    for_each_rows(dinp, rows, MIN_ROWS, |first, dinp| {
+        let n = dinp.len() / d.max(1);
+        let (dout, inp) = (&dout[first * d..][..n * d], &inp[first * d..][..n * d]);
+        input_grad_rows(dinp, dout, inp, &mean[first..][..n], &rstd[first..][..n], gamma, d);
+    });
+    // The parameter gradients sum over rows, so they stay on one thread
+    // and add the rows in order, whatever the thread count.
+    param_grads(dgamma, dbeta, dout, inp, mean, rstd, d);
+}
+
+wide_simd! {
+#[allow(clippy::too_many_arguments)]
+fn input_grad_rows<F: Scalar>(dinp: &mut [F], dout: &[F], inp: &[F], mean: &[F], rstd: &[F], gamma: &[F], d: usize) {
     let count = F::of(d as f64);
+    let gamma = &gamma[..d];
     for (n, (dinp_row, (dout_row, inp_row))) in dinp
         .chunks_exact_mut(d)
         .zip(dout.chunks_exact(d).zip(inp.chunks_exact(d)))
         .enumerate()
     {
         let (mu, r) = (mean[n], rstd[n]);
-        let (gamma, dgamma, dbeta) = (&gamma[..d], &mut dgamma[..d], &mut dbeta[..d]);
         // With x̂ the normalised row and g = γ ⊙ dout:
         // dinp = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂)).
         let g_mean = sum_by(d, |k| gamma[k] * dout_row[k]) / count;
         let gx_mean = sum_by(d, |k| gamma[k] * dout_row[k] * ((inp_row[k] - mu) * r)) / count;
         for k in 0..d {
             let xhat = (inp_row[k] - mu) * r;
-            dgamma[k] = dgamma[k] + dout_row[k] * xhat;
-            dbeta[k] = dbeta[k] + dout_row[k];
-        }
-        for k in 0..d {
-            let xhat = (inp_row[k] - mu) * r;
             let g = gamma[k] * dout_row[k];
             dinp_row[k] = r * (g - g_mean - xhat * gx_mean);
+        }
+    }
+}
+}
+
+wide_simd! {
+#[allow(clippy::too_many_arguments)]
+fn param_grads<F: Scalar>(dgamma: &mut [F], dbeta: &mut [F], dout: &[F], inp: &[F], mean: &[F], rstd: &[F], d: usize) {
+    let (dgamma, dbeta) = (&mut dgamma[..d], &mut dbeta[..d]);
+    for (n, (dout_row, inp_row)) in dout.chunks_exact(d).zip(inp.chunks_exact(d)).enumerate() {
+        let (mu, r) = (mean[n], rstd[n]);
+        for k in 0..d {
+            let xhat = (inp_row[k] - mu) * r;
+            dgamma[k] = dgamma[k] + dout_row[k] * xhat;
+            dbeta[k] = dbeta[k] + dout_row[k];
         }
     }
 }
