@@ -168,12 +168,18 @@ async function measureRun(browser, serverUrl, run, vocab) {
     }
     const timedSteps = end.step - start.step;
     const perSecond = timedSteps / ((end.time - start.time) / 1000);
+    // Training alone, as the native benchmark times it: up to the last
+    // progress record before the final step, whose evaluation is then
+    // left out. The page publishes progress about every 250 ms.
+    const beforeEnd = result.progress.filter((entry) => entry.step > start.step && entry.step < end.step).at(-1);
+    const trainingOnly = beforeEnd ? (beforeEnd.step - start.step) / ((beforeEnd.time - start.time) / 1000) : NaN;
     const flops = flopsPerStep(shape, vocab);
     const browserVersion = result.userAgent.match(/Chrome\/([\d.]+)/)?.[1] ?? 'unknown version';
     const where = run.backend === 'cpu' ? 'WebAssembly (SIMD128)' : result.backendLabel;
     console.log(
       `${run.model.padEnd(8)} ${'Pre-LN'.padEnd(8)} ${perSecond.toFixed(3).padStart(9)} steps/s ${((flops * perSecond) / 1e9).toFixed(3).padStart(8)} GFLOP/s  ` +
-        `(${(flops / 1e9).toFixed(3)} GFLOP per step, ${timedSteps} steps after ${start.step} warm-up, last evaluation included; page showed ${result.rate}) ` +
+        `(${(flops / 1e9).toFixed(3)} GFLOP per step, ${timedSteps} steps after ${start.step} warm-up, last evaluation included; ` +
+        `without it ${beforeEnd ? `${trainingOnly.toFixed(3)} steps/s over ${beforeEnd.step - start.step} steps` : 'not measured'}; page showed ${result.rate}) ` +
         `on page ${where}, Chromium ${browserVersion}`,
     );
   } finally {

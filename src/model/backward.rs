@@ -3,6 +3,7 @@
 
 use super::forward::{half_step_norms, BranchCache, ForwardPass, HalfStepCache, LnStats};
 use super::params::{BlockIds, LnIds};
+use super::scratch::{buffer, recycle};
 use super::Model;
 use crate::kernels::cpu::attention::{attention_backward, AttentionShape};
 use crate::kernels::cpu::cross_entropy::cross_entropy_backward;
@@ -36,7 +37,7 @@ fn two_mut<'a, F>(model: &Model<F>, grads: &'a mut [F], first: usize, second: us
 }
 
 fn ln_backward<F: Scalar>(model: &Model<F>, grads: &mut [F], ids: LnIds, dout: &[F], inp: &[F], stats: &LnStats<F>) -> Vec<F> {
-    let mut dinp = vec![F::zero(); inp.len()];
+    let mut dinp = buffer(inp.len());
     let (dgamma, dbeta) = two_mut(model, grads, ids.weight, ids.bias);
     layernorm_backward(&mut dinp, dgamma, dbeta, dout, inp, &stats.mean, &stats.rstd, model.tensor(ids.weight), model.config.width);
     dinp
@@ -50,12 +51,12 @@ impl<F: Scalar> Model<F> {
         let rows = pass.rows();
         let mut grads = vec![F::zero(); self.layout.total];
 
-        let mut dlogits = vec![F::zero(); rows * v];
+        let mut dlogits = buffer(rows * v);
         cross_entropy_backward(&mut dlogits, &pass.probs, &pass.targets, weights, v);
 
         // logits = h·W_Uᵀ + b_U: dh = dlogits·W_U, dW_U += dlogitsᵀ·h.
         let head = self.layout.head_weight();
-        let mut dhead_input = vec![F::zero(); rows * d];
+        let mut dhead_input = buffer(rows * d);
         gemm(rows, v, d, F::one(), &dlogits, Op::Plain, self.tensor(head), Op::Plain, F::zero(), &mut dhead_input);
         gemm(v, rows, d, F::one(), &dlogits, Op::Transposed, &pass.head_input, Op::Plain, F::one(), self.layout.get_mut(&mut grads, head));
         if let Some(bias) = self.layout.lm_head_bias {
@@ -135,16 +136,17 @@ impl<F: Scalar> Model<F> {
         let rows = pass.rows();
         let shape = AttentionShape { batch: pass.batch, context: pass.context, width: d, heads: self.config.heads };
 
-        let mut dheads_out = vec![F::zero(); rows * d];
+        let mut dheads_out = buffer(rows * d);
         let (dw, db) = two_mut(self, grads, block.attn_proj_weight, block.attn_proj_bias);
         linear_backward(&mut dheads_out, dw, Some(db), dout, heads_out, self.tensor(block.attn_proj_weight), d, d);
 
-        let mut dqkv = vec![F::zero(); rows * 3 * d];
+        let mut dqkv = buffer(rows * 3 * d);
         attention_backward(&mut dqkv, &dheads_out, qkv, probs, shape);
 
-        let mut du = vec![F::zero(); rows * d];
+        let mut du = buffer(rows * d);
         let (dw, db) = two_mut(self, grads, block.c_attn_weight, block.c_attn_bias);
         linear_backward(&mut du, dw, Some(db), &dqkv, u, self.tensor(block.c_attn_weight), d, 3 * d);
+        recycle([dheads_out, dqkv]);
         du
     }
 
@@ -152,16 +154,17 @@ impl<F: Scalar> Model<F> {
         let (d, hidden) = (self.config.width, self.config.hidden());
         let rows = u.len() / d;
 
-        let mut dpost = vec![F::zero(); rows * hidden];
+        let mut dpost = buffer(rows * hidden);
         let (dw, db) = two_mut(self, grads, block.mlp_proj_weight, block.mlp_proj_bias);
         linear_backward(&mut dpost, dw, Some(db), dout, post_gelu, self.tensor(block.mlp_proj_weight), hidden, d);
 
-        let mut dpre = vec![F::zero(); rows * hidden];
+        let mut dpre = buffer(rows * hidden);
         gelu_backward(&mut dpre, &dpost, pre_gelu);
 
-        let mut du = vec![F::zero(); rows * d];
+        let mut du = buffer(rows * d);
         let (dw, db) = two_mut(self, grads, block.c_fc_weight, block.c_fc_bias);
         linear_backward(&mut du, dw, Some(db), &dpre, u, self.tensor(block.c_fc_weight), d, hidden);
+        recycle([dpost, dpre]);
         du
     }
 }

@@ -9,6 +9,7 @@
 //! | No LN     | x = x + Δt·f(x)                        |
 
 use super::params::{BlockIds, LnIds};
+use super::scratch::buffer;
 use super::{BatchError, Model};
 use crate::config::Placement;
 use crate::kernels::cpu::attention::{attention_forward, AttentionShape};
@@ -96,7 +97,34 @@ pub struct ForwardPass<F> {
     pub loss: F,
 }
 
+impl<F> LnStats<F> {
+    fn into_buffers(self) -> [Vec<F>; 2] {
+        [self.mean, self.rstd]
+    }
+}
+
 impl<F> ForwardPass<F> {
+    /// Returns every buffer of the pass, for [`super::scratch::recycle`].
+    pub fn into_buffers(self) -> Vec<Vec<F>> {
+        let mut buffers = vec![self.embedded, self.head_input, self.probs];
+        buffers.extend(self.states);
+        buffers.extend(self.ln_emb.into_iter().chain(self.ln_f).flat_map(LnStats::into_buffers));
+        for half_step in self.half_steps {
+            buffers.push(half_step.branch_in);
+            buffers.push(half_step.branch_out);
+            match half_step.cache {
+                BranchCache::Attention { qkv, probs, heads_out } => buffers.extend([qkv, probs, heads_out]),
+                BranchCache::Mlp { pre_gelu, post_gelu } => buffers.extend([pre_gelu, post_gelu]),
+            }
+            buffers.extend(half_step.ln_in.into_iter().chain(half_step.ln_out).flat_map(LnStats::into_buffers));
+            if let Some((sum, stats)) = half_step.ln_post {
+                buffers.push(sum);
+                buffers.extend(stats.into_buffers());
+            }
+        }
+        buffers
+    }
+
     pub fn rows(&self) -> usize {
         self.batch * self.context
     }
@@ -110,8 +138,8 @@ impl<F> ForwardPass<F> {
 pub(crate) fn ln_forward<F: Scalar>(model: &Model<F>, ids: LnIds, inp: &[F]) -> (Vec<F>, LnStats<F>) {
     let d = model.config.width;
     let rows = inp.len() / d;
-    let mut out = vec![F::zero(); inp.len()];
-    let mut stats = LnStats { mean: vec![F::zero(); rows], rstd: vec![F::zero(); rows] };
+    let mut out = buffer(inp.len());
+    let mut stats = LnStats { mean: buffer(rows), rstd: buffer(rows) };
     layernorm_forward(&mut out, &mut stats.mean, &mut stats.rstd, inp, model.tensor(ids.weight), model.tensor(ids.bias), d);
     (out, stats)
 }
@@ -190,7 +218,7 @@ impl<F: Scalar> Model<F> {
             }
         }
         gemm(rows, d, v, F::one(), &head_input, Op::Plain, self.tensor(self.layout.head_weight()), Op::Transposed, F::one(), &mut logits);
-        let mut probs = vec![F::zero(); rows * v];
+        let mut probs = buffer(rows * v);
         let loss = cross_entropy_forward(&mut probs, &logits, targets, weights, v);
 
         Ok(ForwardPass {
@@ -241,12 +269,12 @@ impl<F: Scalar> Model<F> {
         let rows = batch * context;
         let shape = AttentionShape { batch, context, width: d, heads: self.config.heads };
 
-        let mut qkv = vec![F::zero(); rows * 3 * d];
+        let mut qkv = buffer(rows * 3 * d);
         linear_forward(&mut qkv, u, self.tensor(block.c_attn_weight), Some(self.tensor(block.c_attn_bias)), d, 3 * d);
-        let mut probs = vec![F::zero(); batch * self.config.heads * context * context];
-        let mut heads_out = vec![F::zero(); rows * d];
+        let mut probs = buffer(batch * self.config.heads * context * context);
+        let mut heads_out = buffer(rows * d);
         attention_forward(&mut heads_out, &mut probs, &qkv, shape);
-        let mut out = vec![F::zero(); rows * d];
+        let mut out = buffer(rows * d);
         linear_forward(&mut out, &heads_out, self.tensor(block.attn_proj_weight), Some(self.tensor(block.attn_proj_bias)), d, d);
         (out, BranchCache::Attention { qkv, probs, heads_out })
     }
@@ -255,11 +283,11 @@ impl<F: Scalar> Model<F> {
     fn mlp_forward(&self, u: &[F], block: &BlockIds) -> (Vec<F>, BranchCache<F>) {
         let (d, hidden) = (self.config.width, self.config.hidden());
         let rows = u.len() / d;
-        let mut pre_gelu = vec![F::zero(); rows * hidden];
+        let mut pre_gelu = buffer(rows * hidden);
         linear_forward(&mut pre_gelu, u, self.tensor(block.c_fc_weight), Some(self.tensor(block.c_fc_bias)), d, hidden);
-        let mut post_gelu = vec![F::zero(); rows * hidden];
+        let mut post_gelu = buffer(rows * hidden);
         gelu_forward(&mut post_gelu, &pre_gelu);
-        let mut out = vec![F::zero(); rows * d];
+        let mut out = buffer(rows * d);
         linear_forward(&mut out, &post_gelu, self.tensor(block.mlp_proj_weight), Some(self.tensor(block.mlp_proj_bias)), hidden, d);
         (out, BranchCache::Mlp { pre_gelu, post_gelu })
     }

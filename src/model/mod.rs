@@ -4,6 +4,7 @@
 pub mod backward;
 pub mod forward;
 pub mod params;
+pub mod scratch;
 
 pub use backward::Gradients;
 pub use forward::ForwardPass;

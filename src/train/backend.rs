@@ -11,6 +11,7 @@ use super::TrainError;
 use crate::config::TrainConfig;
 use crate::data::Batch;
 use crate::metrics::{measure, Measurement, NonFinite};
+use crate::model::scratch::recycle;
 use crate::model::Model;
 
 /// Results of the steps queued since the last report.
@@ -110,7 +111,9 @@ impl CpuBackend {
     fn mean_loss(&self, batches: &[Batch]) -> Result<f64, TrainError> {
         let mut total = 0.0;
         for b in batches {
-            total += self.model.forward(&b.inputs, &b.targets, b.batch, None)?.loss as f64;
+            let pass = self.model.forward(&b.inputs, &b.targets, b.batch, None)?;
+            total += pass.loss as f64;
+            recycle(pass.into_buffers());
         }
         Ok(total / batches.len() as f64)
     }
@@ -135,7 +138,10 @@ impl Backend for CpuBackend {
         if self.non_finite.is_some() {
             return Ok(());
         }
-        let mut grads = self.model.backward(&pass, None).params;
+        let gradients = self.model.backward(&pass, None);
+        let mut grads = gradients.params;
+        recycle(gradients.states);
+        recycle(pass.into_buffers());
         if let Some(non_finite) = self.non_finite_gradient(&grads, step) {
             self.non_finite = Some(non_finite);
             return Ok(());
