@@ -47,10 +47,14 @@ echo "load average (1, 5, 15 min) at start: $(load_average)"
 echo "building the bench_train example (release)" >&2
 cargo build --release --quiet --example bench_train
 
-section "native CPU reference, 1 thread"
-run cargo run --release --quiet --example bench_train -- --model small --placement pre --warmup 3 --steps 100
-run cargo run --release --quiet --example bench_train -- --model standard --placement pre --warmup 3 --steps 30
-run cargo run --release --quiet --example bench_train -- --model large --placement pre --warmup 1 --steps 5
+# PyTorch's two figures follow right after, so that each pair shares the
+# machine's state as closely as one run allows.
+for threads in 1 2; do
+    section "native CPU reference, $threads thread(s)"
+    run cargo run --release --quiet --example bench_train -- --model small --placement pre --warmup 3 --steps 100 --threads "$threads"
+    run cargo run --release --quiet --example bench_train -- --model standard --placement pre --warmup 3 --steps 30 --threads "$threads"
+    run cargo run --release --quiet --example bench_train -- --model large --placement pre --warmup 1 --steps 5 --threads "$threads"
+done
 
 section "PyTorch, float32 on the CPU"
 if [ -x "$torch_python" ] && "$torch_python" -c 'import torch, safetensors' 2>/dev/null; then

@@ -11,6 +11,10 @@
 //!
 //! Other targets, and C with a column stride other than 1, use matrixmultiply.
 
+// A WebAssembly build without simd128 has no micro-kernel, so most of this
+// file goes unused there.
+#![cfg_attr(all(target_arch = "wasm32", not(target_feature = "simd128")), allow(dead_code, unused))]
+
 use super::threads::{for_each_part, Shared, SharedMut};
 use std::cell::RefCell;
 
@@ -74,8 +78,10 @@ impl Kernel {
             Kernel::Avx512 => 8,
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => 6,
+            // Eight accumulators, two B vectors and a temporary fit the 16
+            // vector registers a browser's x86-64 code generator has.
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            Kernel::Simd128 => 6,
+            Kernel::Simd128 => 4,
         }
     }
 
@@ -197,24 +203,27 @@ unsafe fn sgemm_with(
 /// As for [`sgemm`]'s B.
 #[allow(clippy::too_many_arguments)]
 unsafe fn pack_panels(panels: &mut Vec<f32>, k: usize, n: usize, nr: usize, first: usize, b: *const f32, rsb: isize, csb: isize) {
-    let count = (n - first).div_ceil(nr);
-    panels.clear();
-    panels.resize(count * k * nr, 0.0);
-    for (index, panel) in panels.chunks_exact_mut(k * nr).enumerate() {
+    let len = (n - first).div_ceil(nr) * k * nr;
+    // Grow only: every element below is written, padding included.
+    if panels.len() < len {
+        panels.resize(len, 0.0);
+    }
+    for (index, panel) in panels[..len].chunks_exact_mut(k * nr).enumerate() {
         let j = first + index * nr;
         let width = nr.min(n - j);
         if csb == 1 {
             for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
                 let from = std::slice::from_raw_parts(b.offset(p as isize * rsb + j as isize), width);
                 row[..width].copy_from_slice(from);
+                row[width..].fill(0.0);
             }
         } else {
-            // A transposed B: walk each stored row (one column of B) in order.
-            for col in 0..width {
-                let from = b.offset((j + col) as isize * csb);
-                for p in 0..k {
-                    panel[p * nr + col] = *from.offset(p as isize * rsb);
+            for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
+                let from = b.offset(p as isize * rsb + j as isize * csb);
+                for (col, value) in row[..width].iter_mut().enumerate() {
+                    *value = *from.offset(col as isize * csb);
                 }
+                row[width..].fill(0.0);
             }
         }
     }
@@ -240,7 +249,7 @@ unsafe fn run(kernel: Kernel, block: Block) {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => by_rows!(avx2, 1, 2, 3, 4, 5, 6),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Kernel::Simd128 => by_rows!(simd128, 1, 2, 3, 4, 5, 6),
+        Kernel::Simd128 => by_rows!(simd128, 1, 2, 3, 4),
     }
 }
 
