@@ -71,6 +71,8 @@ fn sequence_forward<F: Scalar>(out: &mut [F], probs: &mut [F], qkv: &[F], shape:
 
 /// Replaces the scores of positions s ≤ t in `row` by their softmax,
 /// shifted by their maximum so exp never overflows, and zeroes the rest.
+/// Inlined so that it runs in the caller's wide SIMD copy.
+#[inline(always)]
 fn softmax_causal_row<F: Scalar>(row: &mut [F], t: usize) {
     let (past, future) = row.split_at_mut(t + 1);
     let max_score = past.iter().fold(F::neg_infinity(), |m, &s| m.max(s));
@@ -113,7 +115,7 @@ fn sequence_backward<F: Scalar>(dqkv: &mut [F], dscores: &mut [F], dout: &[F], q
     let scale = F::one() / F::of(dh as f64).sqrt();
     let square = View::rows(0, t_len);
     let square_t = View::transposed(0, t_len);
-    dqkv.fill(F::zero());
+    // The heads' dq, dk and dv products below write every column of dqkv.
     for h in 0..heads {
         let p_at = h * t_len * t_len;
         let p_t = View::transposed(p_at, t_len);
