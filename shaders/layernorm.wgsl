@@ -6,7 +6,10 @@
 
 struct Params {
     rows: u32, d: u32, in_offset: u32, out_offset: u32,
-    gamma_offset: u32, beta_offset: u32, stats_offset: u32, _pad0: u32,
+    gamma_offset: u32, beta_offset: u32, stats_offset: u32, has_residual: u32,
+    // With has_residual ≠ 0, out = residual + residual_scale·LayerNorm(inp):
+    // the residual update x + Δt·LN(f) of an output norm in one pass.
+    residual_offset: u32, residual_scale: f32, _pad0: u32, _pad1: u32,
 }
 
 const EPS: f32 = 1e-5;
@@ -17,6 +20,7 @@ const GROUP: u32 = 64u;
 @group(0) @binding(2) var<storage, read> weights: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(5) var<storage, read> residual: array<f32>;
 
 var<workgroup> partial: array<f32, 64>;
 var<workgroup> partial2: array<f32, 64>;
@@ -56,7 +60,9 @@ fn layernorm_forward(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workg
         let rstd = 1.0 / sqrt(variance + EPS);
         for (var k = local; k < p.d; k += GROUP) {
             let normalised = (inp[base + k] - mean) * rstd;
-            out[p.out_offset + row * p.d + k] = weights[p.gamma_offset + k] * normalised + weights[p.beta_offset + k];
+            var value = weights[p.gamma_offset + k] * normalised + weights[p.beta_offset + k];
+            if (p.has_residual != 0u) { value = residual[p.residual_offset + row * p.d + k] + p.residual_scale * value; }
+            out[p.out_offset + row * p.d + k] = value;
         }
         if (local == 0u) {
             stats[p.stats_offset + row] = mean;

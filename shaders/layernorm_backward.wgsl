@@ -2,12 +2,19 @@
 // atomics: one workgroup per row writes dinp, and one workgroup per
 // feature sums dγ and dβ over all rows.
 //
-// Shapes: dout, inp, dinp [rows, d]; stats = mean [rows] then rstd [rows];
-// gamma [d] in the parameter buffer; dgamma, dbeta [d] in the gradient buffer.
+// Shapes: dout, inp, dinp, residual [rows, d]; stats = mean [rows] then
+// rstd [rows]; gamma [d] in the parameter buffer; dgamma, dbeta [d] in the
+// gradient buffer.
+//
+// Both kernels take the output gradient as dout_scale·dout, so a factor
+// such as the Δt of a residual update needs no pass of its own.
 
 struct Params {
     rows: u32, d: u32, dout_offset: u32, in_offset: u32,
     gamma_offset: u32, dinp_offset: u32, stats_offset: u32, beta_offset: u32,
+    // With has_residual ≠ 0, dinp = residual + the LayerNorm's input
+    // gradient: the gradient of a state that also feeds the residual stream.
+    residual_offset: u32, has_residual: u32, dout_scale: f32, _pad: u32,
 }
 
 const GROUP: u32 = 64u;
@@ -18,6 +25,7 @@ const GROUP: u32 = 64u;
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
 @group(0) @binding(4) var<storage, read> weights: array<f32>;
 @group(0) @binding(5) var<storage, read_write> target_buffer: array<f32>;
+@group(0) @binding(6) var<storage, read> residual: array<f32>;
 
 var<workgroup> partial: array<f32, 64>;
 
@@ -33,8 +41,9 @@ fn workgroup_sum(local: u32, value: f32) -> f32 {
     return total;
 }
 
-// dinp = rstd·(g − mean(g) − x̂·mean(g ⊙ x̂)) with g = γ ⊙ dout; writes
-// `target_buffer` at dinp_offset.
+// dinp = rstd·(g − mean(g) − x̂·mean(g ⊙ x̂)) with g = γ ⊙ dout_scale·dout,
+// plus the residual when there is one; writes `target_buffer` at
+// dinp_offset.
 @compute @workgroup_size(64)
 fn layernorm_backward_input(@builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                             @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -47,7 +56,7 @@ fn layernorm_backward_input(@builtin(workgroup_id) group: vec3<u32>, @builtin(nu
         var gx_sum = 0.0;
         for (var k = local; k < p.d; k += GROUP) {
             let xhat = (inp[p.in_offset + row * p.d + k] - mean) * rstd;
-            let g = weights[p.gamma_offset + k] * dout[p.dout_offset + row * p.d + k];
+            let g = weights[p.gamma_offset + k] * p.dout_scale * dout[p.dout_offset + row * p.d + k];
             g_sum += g;
             gx_sum += g * xhat;
         }
@@ -55,13 +64,15 @@ fn layernorm_backward_input(@builtin(workgroup_id) group: vec3<u32>, @builtin(nu
         let gx_mean = workgroup_sum(local, gx_sum) / count;
         for (var k = local; k < p.d; k += GROUP) {
             let xhat = (inp[p.in_offset + row * p.d + k] - mean) * rstd;
-            let g = weights[p.gamma_offset + k] * dout[p.dout_offset + row * p.d + k];
-            target_buffer[p.dinp_offset + row * p.d + k] = rstd * (g - g_mean - xhat * gx_mean);
+            let g = weights[p.gamma_offset + k] * p.dout_scale * dout[p.dout_offset + row * p.d + k];
+            var value = rstd * (g - g_mean - xhat * gx_mean);
+            if (p.has_residual != 0u) { value += residual[p.residual_offset + row * p.d + k]; }
+            target_buffer[p.dinp_offset + row * p.d + k] = value;
         }
     }
 }
 
-// dγ[k] += Σ_rows dout·x̂ and dβ[k] += Σ_rows dout, into `target_buffer`
+// dγ[k] += Σ_rows g·x̂ and dβ[k] += Σ_rows g with g = dout_scale·dout, into `target_buffer`
 // (the gradient buffer) at gamma_offset and beta_offset. One workgroup per
 // feature (looping when d exceeds the dispatch): its invocations sum every
 // 64th row, then the workgroup adds the partial sums. No invocation walks
@@ -78,7 +89,7 @@ fn layernorm_backward_params(@builtin(workgroup_id) group: vec3<u32>, @builtin(n
             let mean = stats[p.stats_offset + row];
             let rstd = stats[p.stats_offset + p.rows + row];
             let xhat = (inp[p.in_offset + row * p.d + k] - mean) * rstd;
-            let g = dout[p.dout_offset + row * p.d + k];
+            let g = p.dout_scale * dout[p.dout_offset + row * p.d + k];
             dgamma += g * xhat;
             dbeta += g;
         }

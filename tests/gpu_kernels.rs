@@ -12,7 +12,7 @@
 //! Run with `--nocapture` to see the max error observed for each kernel.
 
 use lnlab::config::{ModelConfig, OptimizerKind, TrainConfig};
-use lnlab::gpu::kernels::{AttentionParams, Kernels, MatmulShape, Plan, StepParams, View, NORM_PARTIALS, STATS_PER_STATE};
+use lnlab::gpu::kernels::{AttentionParams, Epilogue, Kernels, MatmulShape, Plan, StepParams, View, NORM_PARTIALS, STATS_PER_STATE};
 use lnlab::gpu::{BufferNeeds, GpuContext};
 use lnlab::kernels::cpu::attention::{attention_backward, attention_forward, AttentionShape};
 use lnlab::kernels::cpu::cross_entropy::{cross_entropy_backward, cross_entropy_forward};
@@ -186,11 +186,12 @@ const BIAS_OFFSET: usize = 2;
 
 fn matmul_cases() -> Vec<MatmulCase> {
     let mut cases = Vec::new();
-    // Every size straddling the 16-wide tiles, plain operands, beta = 0
-    // over a C full of NaN, with and without bias.
-    for m in [1, 63, 64, 65, 500] {
-        for k in [1, 17, 64, 300] {
-            for n in [1, 31, 32, 33] {
+    // Every size straddling the 64×64 tiles of C and the 16-term steps of
+    // the reduction, plain operands, beta = 0 over a C full of NaN, with and
+    // without bias.
+    for m in [1, 63, 64, 65, 129, 500] {
+        for k in [1, 16, 17, 64, 300] {
+            for n in [1, 31, 33, 64, 65, 130] {
                 let shape = MatmulShape::new(m, k, n);
                 cases.push(MatmulCase { shape, bias: (m + k + n) % 2 == 0 });
             }
@@ -198,7 +199,7 @@ fn matmul_cases() -> Vec<MatmulCase> {
     }
     // Every transpose combination on a subset, accumulating (beta = 1) on
     // half of the shapes, with alpha ≠ 1.
-    let subset = [(63, 17, 33), (65, 300, 31), (1, 64, 1), (500, 17, 32), (64, 1, 33)];
+    let subset = [(63, 17, 33), (65, 300, 31), (1, 64, 1), (500, 17, 32), (64, 1, 33), (128, 47, 129), (130, 64, 64)];
     for (index, &(m, k, n)) in subset.iter().enumerate() {
         for (transpose_a, transpose_b) in [(false, false), (true, false), (false, true), (true, true)] {
             let beta = if index % 2 == 0 { 1.0 } else { 0.0 };
@@ -272,6 +273,133 @@ fn matmul_matches_cpu_reference() {
         worst.record("matmul", assert_close(&name, got, &expected, reduction_tolerance(k)));
     }
     worst.print();
+}
+
+/// Which fused step a [`matmul_epilogues_match_cpu_reference`] case runs.
+#[derive(Clone, Copy, Debug)]
+enum EpilogueKind {
+    Residual,
+    Gelu,
+    GeluGradient,
+    ColumnSums,
+}
+
+/// Each epilogue of the matmul against the f64 reference, on shapes that
+/// straddle the 64×64 tiles, with both transposes, alpha ≠ 1 and a bias.
+/// Extra outputs start as NaN (beta = 0) or random values (beta = 1) and
+/// sit between sentinels.
+#[test]
+fn matmul_epilogues_match_cpu_reference() {
+    let gpu = open_gpu();
+    let mut rng = seeded(11);
+    let mut worst = WorstError::default();
+    let shapes = [(1, 17, 33), (63, 64, 65), (130, 300, 64), (65, 16, 1)];
+    let kinds = [EpilogueKind::Residual, EpilogueKind::Gelu, EpilogueKind::GeluGradient, EpilogueKind::ColumnSums];
+    for (index, &(m, k, n)) in shapes.iter().enumerate() {
+        for (kind_index, &kind) in kinds.iter().enumerate() {
+            let transpose_a = (index + kind_index) % 2 == 1;
+            let transpose_b = index % 2 == 0;
+            let beta = if kind_index % 2 == 0 { 1.0 } else { 0.0 };
+            let shape = MatmulShape { m, k, n, transpose_a, transpose_b, alpha: 0.75, beta };
+            let with_bias = !matches!(kind, EpilogueKind::ColumnSums) || index % 2 == 0;
+            check_epilogue(&gpu, &mut rng, &mut worst, shape, with_bias, kind);
+        }
+    }
+    // Column sums over a reduction split into chunks: beta applies once.
+    for beta in [0.0, 1.0] {
+        let shape = MatmulShape { m: 3, k: 70_000, n: 5, transpose_a: true, transpose_b: false, alpha: 1.0, beta };
+        check_epilogue(&gpu, &mut rng, &mut worst, shape, false, EpilogueKind::ColumnSums);
+    }
+    worst.print();
+}
+
+fn check_epilogue(gpu: &Gpu, rng: &mut LabRng, worst: &mut WorstError, shape: MatmulShape, with_bias: bool, kind: EpilogueKind) {
+    let MatmulShape { m, k, n, transpose_a, transpose_b, alpha, beta } = shape;
+    let case = format!("matmul {kind:?} m={m} k={k} n={n} transpose=({transpose_a}, {transpose_b}) beta={beta} bias={with_bias}");
+    let a = random_vec(rng, m * k, -1.0, 1.0);
+    let b = random_vec(rng, k * n, -1.0, 1.0);
+    let bias = random_vec(rng, n, -1.0, 1.0);
+    let initial = |rng: &mut LabRng, len: usize| if beta == 0.0 { vec![f32::NAN; len] } else { random_vec(rng, len, -1.0, 1.0) };
+    let c_init = initial(rng, m * n);
+    let sums_init = initial(rng, n);
+    // The residual, or the GELU's input, shaped like C.
+    let aux = random_vec(rng, m * n, -3.0, 3.0);
+
+    // C's buffer: sentinels, C, three sentinels, the column sums, sentinels.
+    let sums_at = C_OFFSET + m * n + 3;
+    let mut c_values = padded(C_OFFSET, &c_init, 3);
+    c_values.extend(padded(0, &sums_init, 2));
+    let a_buffer = gpu.ctx.upload("a", &padded_input(A_OFFSET, &a, 2));
+    let b_buffer = gpu.ctx.upload("b", &padded_input(B_OFFSET, &b, 2));
+    let bias_buffer = gpu.ctx.upload("bias", &padded_input(BIAS_OFFSET, &bias, 2));
+    let c_buffer = gpu.ctx.upload("c", &c_values);
+    let aux_buffer = gpu.ctx.upload("aux", &padded_input(4, &aux, 2));
+    let activated_buffer = gpu.ctx.upload("activated", &padded(6, &vec![f32::NAN; m * n], 2));
+    let epilogue = match kind {
+        EpilogueKind::Residual => Epilogue::Residual { residual: View::at(&aux_buffer, 4), scale: -0.3 },
+        EpilogueKind::Gelu => Epilogue::Gelu { activated: View::at(&activated_buffer, 6) },
+        EpilogueKind::GeluGradient => Epilogue::GeluGradient { pre: View::at(&aux_buffer, 4) },
+        EpilogueKind::ColumnSums => Epilogue::ColumnSums { sums: sums_at },
+    };
+    let mut plan = Plan::default();
+    gpu.kernels.matmul_with(
+        &gpu.ctx, &mut plan, shape, View::at(&a_buffer, A_OFFSET), View::at(&b_buffer, B_OFFSET),
+        with_bias.then(|| View::at(&bias_buffer, BIAS_OFFSET)), View::at(&c_buffer, C_OFFSET), epilogue,
+    );
+    gpu.run(&plan);
+
+    // y = alpha·op(A)·op(B) + beta·C + bias, then the epilogue.
+    let op = |transposed: bool| if transposed { Op::Transposed } else { Op::Plain };
+    let mut y = if beta == 0.0 { vec![0.0; m * n] } else { to_f64(&c_init) };
+    gemm(m, k, n, alpha as f64, &to_f64(&a), op(transpose_a), &to_f64(&b), op(transpose_b), beta as f64, &mut y);
+    if with_bias {
+        for row in y.chunks_exact_mut(n) {
+            for (value, &b) in row.iter_mut().zip(&bias) {
+                *value += b as f64;
+            }
+        }
+    }
+    let aux64 = to_f64(&aux);
+    let expected_c = match kind {
+        EpilogueKind::Residual => aux64.iter().zip(&y).map(|(r, v)| r - 0.3 * v).collect(),
+        EpilogueKind::GeluGradient => {
+            let mut dinp = vec![0.0; m * n];
+            gelu_backward(&mut dinp, &y, &aux64);
+            dinp
+        }
+        EpilogueKind::Gelu | EpilogueKind::ColumnSums => y.clone(),
+    };
+    let tolerance = reduction_tolerance(k);
+    let whole = gpu.read(&c_buffer, c_values.len());
+    let c_range = C_OFFSET..C_OFFSET + m * n;
+    let sums_range = sums_at..sums_at + n;
+    for (i, &value) in whole.iter().enumerate() {
+        if !c_range.contains(&i) && !sums_range.contains(&i) {
+            assert_eq!(value, SENTINEL, "{case}: element {i} outside the output tensors was overwritten");
+        }
+    }
+    worst.record("matmul epilogue", assert_close(&case, &whole[c_range], &expected_c, tolerance));
+
+    match kind {
+        EpilogueKind::Gelu => {
+            let mut expected = vec![0.0; m * n];
+            gelu_forward(&mut expected, &y);
+            let activated = gpu.read(&activated_buffer, 6 + m * n + 2);
+            assert_untouched(&format!("{case} activated"), &activated, 6..6 + m * n);
+            worst.record("matmul epilogue", assert_close(&format!("{case} activated"), &activated[6..6 + m * n], &expected, tolerance));
+        }
+        EpilogueKind::ColumnSums => {
+            let mut expected = if beta == 0.0 { vec![0.0; n] } else { to_f64(&sums_init) };
+            let ones = vec![1.0; k];
+            gemm(1, k, n, alpha as f64, &ones, Op::Plain, &to_f64(&b), op(transpose_b), beta as f64, &mut expected);
+            worst.record("matmul column sums", assert_close(&format!("{case} sums"), &whole[sums_range], &expected, tolerance));
+        }
+        EpilogueKind::Residual | EpilogueKind::GeluGradient => {
+            for (i, (got, initial)) in whole[sums_range].iter().zip(&sums_init).enumerate() {
+                assert_eq!(got.to_bits(), initial.to_bits(), "{case}: column sum {i} was written without COLUMN_SUMS");
+            }
+        }
+    }
 }
 
 // ------------------------------------------------------------- attention
@@ -556,6 +684,80 @@ fn layernorm_matches_cpu_reference() {
             worst.record("layernorm dgamma", assert_close(&format!("{case} dgamma"), &got.dgamma, &expected.dgamma, column_tolerance));
             worst.record("layernorm dbeta", assert_close(&format!("{case} dbeta"), &got.dbeta, &expected.dbeta, column_tolerance));
         }
+    }
+    worst.print();
+}
+
+/// The fused forms: out = r + s·LayerNorm(inp), and dinp = r + the input
+/// gradient for the output gradient scale·dout, with dγ and dβ scaled too.
+#[test]
+fn layernorm_residual_and_scale() {
+    let gpu = open_gpu();
+    let mut rng = seeded(12);
+    let mut worst = WorstError::default();
+    for (rows, d) in [(3, 65), (70, 24)] {
+        let case = format!("layernorm with residual rows={rows} d={d}");
+        let n = rows * d;
+        let inp = random_vec(&mut rng, n, -2.0, 2.0);
+        let gamma = random_vec(&mut rng, d, 0.5, 1.5);
+        let beta = random_vec(&mut rng, d, -0.5, 0.5);
+        let dout = random_vec(&mut rng, n, -1.0, 1.0);
+        let residual = random_vec(&mut rng, n, -1.0, 1.0);
+        let grad_init = random_vec(&mut rng, 2 * d, -1.0, 1.0);
+        let (scale, dout_scale) = (0.3f32, -0.7f32);
+
+        let beta_offset = GAMMA_OFFSET + d + 3;
+        let mut weights = vec![f32::NAN; beta_offset + d + 2];
+        weights[GAMMA_OFFSET..GAMMA_OFFSET + d].copy_from_slice(&gamma);
+        weights[beta_offset..beta_offset + d].copy_from_slice(&beta);
+        let mut grads = vec![SENTINEL; weights.len()];
+        grads[GAMMA_OFFSET..GAMMA_OFFSET + d].copy_from_slice(&grad_init[..d]);
+        grads[beta_offset..beta_offset + d].copy_from_slice(&grad_init[d..]);
+        let inp_buffer = gpu.ctx.upload("inp", &padded_input(IN_OFFSET, &inp, 3));
+        let residual_buffer = gpu.ctx.upload("residual", &padded_input(2, &residual, 3));
+        let weights_buffer = gpu.ctx.upload("weights", &weights);
+        let out_buffer = gpu.ctx.upload("out", &padded(OUT_OFFSET, &vec![f32::NAN; n], 3));
+        let stats_buffer = gpu.ctx.upload("stats", &padded(STATS_OFFSET, &vec![f32::NAN; 2 * rows], 3));
+        let dout_buffer = gpu.ctx.upload("dout", &padded_input(IN_OFFSET + 1, &dout, 3));
+        let dinp_buffer = gpu.ctx.upload("dinp", &padded(OUT_OFFSET + 1, &vec![f32::NAN; n], 3));
+        let grads_buffer = gpu.ctx.upload("grads", &grads);
+
+        let mut plan = Plan::default();
+        gpu.kernels.layernorm_forward_with(
+            &gpu.ctx, &mut plan, rows, d, View::at(&inp_buffer, IN_OFFSET), &weights_buffer, GAMMA_OFFSET, beta_offset,
+            View::at(&out_buffer, OUT_OFFSET), View::at(&stats_buffer, STATS_OFFSET), Some((View::at(&residual_buffer, 2), scale)),
+        );
+        gpu.kernels.layernorm_backward_with(
+            &gpu.ctx, &mut plan, rows, d, View::at(&dout_buffer, IN_OFFSET + 1), dout_scale, View::at(&inp_buffer, IN_OFFSET),
+            View::at(&stats_buffer, STATS_OFFSET), &weights_buffer, GAMMA_OFFSET, beta_offset,
+            View::at(&dinp_buffer, OUT_OFFSET + 1), &grads_buffer, Some(View::at(&residual_buffer, 2)),
+        );
+        gpu.run(&plan);
+
+        let (inp64, gamma64, beta64, residual64) = (to_f64(&inp), to_f64(&gamma), to_f64(&beta), to_f64(&residual));
+        let scaled_dout: Vec<f64> = dout.iter().map(|&g| dout_scale as f64 * g as f64).collect();
+        let (mut normalised, mut mean, mut rstd) = (vec![0.0; n], vec![0.0; rows], vec![0.0; rows]);
+        layernorm_forward(&mut normalised, &mut mean, &mut rstd, &inp64, &gamma64, &beta64, d);
+        let expected_out: Vec<f64> = residual64.iter().zip(&normalised).map(|(r, y)| r + scale as f64 * y).collect();
+        let mut input_gradient = vec![0.0; n];
+        let mut dgamma = to_f64(&grad_init[..d]);
+        let mut dbeta = to_f64(&grad_init[d..]);
+        layernorm_backward(&mut input_gradient, &mut dgamma, &mut dbeta, &scaled_dout, &inp64, &mean, &rstd, &gamma64, d);
+        let expected_dinp: Vec<f64> = residual64.iter().zip(&input_gradient).map(|(r, g)| r + g).collect();
+
+        let out = gpu.read(&out_buffer, OUT_OFFSET + n + 3);
+        let dinp = gpu.read(&dinp_buffer, OUT_OFFSET + 1 + n + 3);
+        let grads_after = gpu.read(&grads_buffer, weights.len());
+        assert_untouched(&format!("{case} out"), &out, OUT_OFFSET..OUT_OFFSET + n);
+        assert_untouched(&format!("{case} dinp"), &dinp, OUT_OFFSET + 1..OUT_OFFSET + 1 + n);
+        let (row_tolerance, column_tolerance) = (reduction_tolerance(d), reduction_tolerance(rows));
+        let record = |worst: &mut WorstError, name: &str, got: &[f32], expected: &[f64], tolerance: f64| {
+            worst.record("layernorm fused", assert_close(&format!("{case} {name}"), got, expected, tolerance));
+        };
+        record(&mut worst, "out", &out[OUT_OFFSET..OUT_OFFSET + n], &expected_out, row_tolerance);
+        record(&mut worst, "dinp", &dinp[OUT_OFFSET + 1..OUT_OFFSET + 1 + n], &expected_dinp, row_tolerance);
+        record(&mut worst, "dgamma", &grads_after[GAMMA_OFFSET..GAMMA_OFFSET + d], &dgamma, column_tolerance);
+        record(&mut worst, "dbeta", &grads_after[beta_offset..beta_offset + d], &dbeta, column_tolerance);
     }
     worst.print();
 }

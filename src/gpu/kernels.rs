@@ -99,14 +99,27 @@ struct MatmulParams {
     m: u32, k: u32, n: u32, a_offset: u32,
     b_offset: u32, c_offset: u32, bias_offset: u32, flags: u32,
     alpha: f32, beta: f32, k_begin: u32, k_end: u32,
+    aux_offset: u32, sums_offset: u32, residual_scale: f32, _pad: u32,
 }
+
+// Flag bits of `MatmulParams::flags` (see `shaders/matmul.wgsl`).
+const TRANSPOSE_A: u32 = 1;
+const TRANSPOSE_B: u32 = 2;
+const HAS_BIAS: u32 = 4;
+const RESIDUAL: u32 = 8;
+const GELU_GRADIENT: u32 = 16;
+const COLUMN_SUMS: u32 = 32;
 
 /// Maximum number of reduction terms in one matmul dispatch. Longer
 /// products are split into dispatches that accumulate into C, because
 /// llvmpipe (Mesa's software Vulkan driver) stops an invocation's loops
-/// after 65535 iterations in total. The tile loop runs at most 17
-/// iterations per 16 terms, so one dispatch stays below 35000.
+/// after 65535 iterations in total. The kernel loops 17 times per 16
+/// terms and at most 36 times in its epilogue, so one dispatch stays
+/// below 35000. The chunk is a multiple of the kernel's 16 terms per step.
 const MATMUL_K_CHUNK: usize = 32_768;
+
+/// Side of the square C tile of one matmul workgroup.
+const MATMUL_TILE: usize = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -119,7 +132,8 @@ struct ElementwiseParams {
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct LayerNormParams {
     rows: u32, d: u32, in_offset: u32, out_offset: u32,
-    gamma_offset: u32, beta_offset: u32, stats_offset: u32, _pad: u32,
+    gamma_offset: u32, beta_offset: u32, stats_offset: u32, has_residual: u32,
+    residual_offset: u32, residual_scale: f32, _pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -127,6 +141,7 @@ struct LayerNormParams {
 struct LayerNormBackwardParams {
     rows: u32, d: u32, dout_offset: u32, in_offset: u32,
     gamma_offset: u32, dinp_offset: u32, stats_offset: u32, beta_offset: u32,
+    residual_offset: u32, has_residual: u32, dout_scale: f32, _pad: u32,
 }
 
 /// Sizes of one attention call.
@@ -211,6 +226,27 @@ impl MatmulShape {
     }
 }
 
+/// An element-wise step fused into a matrix product after
+/// y = alpha·op(A)·op(B) + beta·C (+ bias), so that it costs no extra
+/// dispatch or pass over memory. Views shaped like C must not be in C's
+/// buffer, because WebGPU rejects a buffer bound both read-only and
+/// writable in one dispatch.
+#[derive(Clone, Copy)]
+pub enum Epilogue<'a> {
+    /// C = y.
+    None,
+    /// C = residual + scale·y, as in the residual update x + Δt·f(x).
+    Residual { residual: View<'a>, scale: f32 },
+    /// C = y, and `activated` = GELU(y): the MLP's pre-activation and output.
+    Gelu { activated: View<'a> },
+    /// C = y ⊙ GELU'(pre): the gradient of the GELU's input from that of its output.
+    GeluGradient { pre: View<'a> },
+    /// C = y, and C's buffer at element offset `sums` receives
+    /// alpha·1ᵀ·op(B) + beta·sums: with op(A)·op(B) = Xᵀ·dY that is the
+    /// bias gradient next to the weight gradient.
+    ColumnSums { sums: usize },
+}
+
 /// Values written by the statistics kernel per state.
 pub const STATS_PER_STATE: usize = 10;
 /// Number of optimiser partial sums (workgroups of the norm reduction).
@@ -218,6 +254,7 @@ pub const NORM_PARTIALS: usize = 256;
 
 pub struct Kernels {
     matmul: wgpu::ComputePipeline,
+    matmul_gelu: wgpu::ComputePipeline,
     combine: wgpu::ComputePipeline,
     sum_scaled: wgpu::ComputePipeline,
     gelu_forward: wgpu::ComputePipeline,
@@ -274,6 +311,7 @@ impl Kernels {
         let norms = module(device, "matrix_norms", include_str!("../../shaders/matrix_norms.wgsl"));
         Kernels {
             matmul: pipeline(device, &matmul, "matmul"),
+            matmul_gelu: pipeline(device, &matmul, "matmul_gelu"),
             combine: pipeline(device, &elementwise, "combine"),
             sum_scaled: pipeline(device, &elementwise, "sum_scaled"),
             gelu_forward: pipeline(device, &elementwise, "gelu_forward"),
@@ -344,21 +382,58 @@ impl Kernels {
     /// C = alpha·op(A)·op(B) + beta·C (+ bias on every row).
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(&self, ctx: &GpuContext, plan: &mut Plan, shape: MatmulShape, a: View, b: View, bias: Option<View>, c: View) {
+        self.matmul_with(ctx, plan, shape, a, b, bias, c, Epilogue::None);
+    }
+
+    /// [`Kernels::matmul`] followed by `epilogue`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_with(
+        &self, ctx: &GpuContext, plan: &mut Plan, shape: MatmulShape, a: View, b: View, bias: Option<View>, c: View, epilogue: Epilogue,
+    ) {
         let mut flags = 0;
         if shape.transpose_a {
-            flags |= 1;
+            flags |= TRANSPOSE_A;
         }
         if shape.transpose_b {
-            flags |= 2;
+            flags |= TRANSPOSE_B;
         }
         if bias.is_some() {
-            flags |= 4;
+            flags |= HAS_BIAS;
         }
-        // Without a bias the kernel never reads binding 3, but the layout
-        // still declares it, so bind A there.
+        // Unused bindings still appear in the automatic layout, so they get
+        // A, which the kernel only reads.
         let bias_view = bias.unwrap_or(a);
-        let workgroups = [shape.n.div_ceil(16).max(1) as u32, shape.m.div_ceil(16).max(1) as u32, 1];
-        // The first chunk applies beta and the bias; later chunks add to C.
+        let (mut aux, mut residual_scale, mut sums_offset, mut activated) = (a, 0.0, 0, None);
+        match epilogue {
+            Epilogue::None => {}
+            Epilogue::Residual { residual, scale } => {
+                flags |= RESIDUAL;
+                aux = residual;
+                residual_scale = scale;
+            }
+            Epilogue::Gelu { activated: out } => activated = Some(out),
+            Epilogue::GeluGradient { pre } => {
+                flags |= GELU_GRADIENT;
+                aux = pre;
+            }
+            Epilogue::ColumnSums { sums } => {
+                flags |= COLUMN_SUMS;
+                sums_offset = sums;
+            }
+        }
+        let aux_offset = activated.map_or(aux.offset, |view| view.offset);
+
+        let (pipeline, label) = if activated.is_some() { (&self.matmul_gelu, "matmul_gelu") } else { (&self.matmul, "matmul") };
+        let workgroups = [shape.n.div_ceil(MATMUL_TILE).max(1) as u32, shape.m.div_ceil(MATMUL_TILE).max(1) as u32, 1];
+
+        // The first chunk applies beta, the bias and the epilogue; later
+        // chunks add to C. A split product with an epilogue other than the
+        // column sums would apply it to a partial sum, so it is rejected.
+        assert!(
+            shape.k <= MATMUL_K_CHUNK || (flags & (RESIDUAL | GELU_GRADIENT) == 0 && activated.is_none()),
+            "a matmul epilogue other than column sums needs k <= {MATMUL_K_CHUNK}, got k = {}",
+            shape.k
+        );
         let mut k_begin = 0;
         loop {
             let k_end = shape.k.min(k_begin + MATMUL_K_CHUNK);
@@ -366,11 +441,19 @@ impl Kernels {
             let params = MatmulParams {
                 m: shape.m as u32, k: shape.k as u32, n: shape.n as u32, a_offset: offset(a.offset),
                 b_offset: offset(b.offset), c_offset: offset(c.offset), bias_offset: offset(bias_view.offset),
-                flags: if first { flags } else { flags & !4 },
+                flags: if first { flags } else { flags & !HAS_BIAS },
                 alpha: shape.alpha, beta: if first { shape.beta } else { 1.0 }, k_begin: k_begin as u32, k_end: k_end as u32,
+                aux_offset: offset(aux_offset), sums_offset: offset(sums_offset), residual_scale, _pad: 0,
             };
             let uniform = ctx.uniform("matmul params", &params);
-            push(ctx, plan, "matmul", &self.matmul, Some(&uniform), &[a.buffer, b.buffer, bias_view.buffer, c.buffer], workgroups);
+            match activated {
+                Some(out) => push_at(
+                    ctx, plan, label, pipeline,
+                    &[(0, &uniform), (1, a.buffer), (2, b.buffer), (3, bias_view.buffer), (4, c.buffer), (5, aux.buffer), (6, out.buffer)],
+                    workgroups,
+                ),
+                None => push(ctx, plan, label, pipeline, Some(&uniform), &[a.buffer, b.buffer, bias_view.buffer, c.buffer, aux.buffer], workgroups),
+            }
             if k_end == shape.k {
                 break;
             }
@@ -417,12 +500,28 @@ impl Kernels {
         &self, ctx: &GpuContext, plan: &mut Plan, rows: usize, d: usize,
         inp: View, weights: &wgpu::Buffer, gamma_offset: usize, beta_offset: usize, out: View, stats: View,
     ) {
+        self.layernorm_forward_with(ctx, plan, rows, d, inp, weights, gamma_offset, beta_offset, out, stats, None);
+    }
+
+    /// [`Kernels::layernorm_forward`]; with `residual` = (r, s) it writes
+    /// out = r + s·LayerNorm(inp) instead. r must not be in `out`'s buffer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn layernorm_forward_with(
+        &self, ctx: &GpuContext, plan: &mut Plan, rows: usize, d: usize,
+        inp: View, weights: &wgpu::Buffer, gamma_offset: usize, beta_offset: usize, out: View, stats: View, residual: Option<(View, f32)>,
+    ) {
+        // Without a residual the kernel still binds one, so it gets the input.
+        let (residual_view, residual_scale) = residual.unwrap_or((inp, 0.0));
         let params = LayerNormParams {
             rows: rows as u32, d: d as u32, in_offset: offset(inp.offset), out_offset: offset(out.offset),
-            gamma_offset: offset(gamma_offset), beta_offset: offset(beta_offset), stats_offset: offset(stats.offset), _pad: 0,
+            gamma_offset: offset(gamma_offset), beta_offset: offset(beta_offset), stats_offset: offset(stats.offset),
+            has_residual: u32::from(residual.is_some()), residual_offset: offset(residual_view.offset), residual_scale, _pad: [0; 2],
         };
         let uniform = ctx.uniform("layernorm params", &params);
-        push(ctx, plan, "layernorm_forward", &self.layernorm_forward, Some(&uniform), &[inp.buffer, weights, out.buffer, stats.buffer], [groups_for(rows, 1), 1, 1]);
+        push(
+            ctx, plan, "layernorm_forward", &self.layernorm_forward, Some(&uniform),
+            &[inp.buffer, weights, out.buffer, stats.buffer, residual_view.buffer], [groups_for(rows, 1), 1, 1],
+        );
     }
 
     /// LayerNorm backward: writes `dinp` and adds dγ, dβ into `grads` at the
@@ -433,14 +532,28 @@ impl Kernels {
         dout: View, inp: View, stats: View, weights: &wgpu::Buffer, gamma_offset: usize, beta_offset: usize,
         dinp: View, grads: &wgpu::Buffer,
     ) {
+        self.layernorm_backward_with(ctx, plan, rows, d, dout, 1.0, inp, stats, weights, gamma_offset, beta_offset, dinp, grads, None);
+    }
+
+    /// [`Kernels::layernorm_backward`] for the output gradient
+    /// dout_scale·dout; with a `residual`, dinp receives residual plus the
+    /// input gradient. The residual must not be in `dinp`'s buffer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn layernorm_backward_with(
+        &self, ctx: &GpuContext, plan: &mut Plan, rows: usize, d: usize,
+        dout: View, dout_scale: f32, inp: View, stats: View, weights: &wgpu::Buffer, gamma_offset: usize, beta_offset: usize,
+        dinp: View, grads: &wgpu::Buffer, residual: Option<View>,
+    ) {
+        let residual_view = residual.unwrap_or(dout);
         let params = LayerNormBackwardParams {
             rows: rows as u32, d: d as u32, dout_offset: offset(dout.offset), in_offset: offset(inp.offset),
             gamma_offset: offset(gamma_offset), dinp_offset: offset(dinp.offset), stats_offset: offset(stats.offset), beta_offset: offset(beta_offset),
+            residual_offset: offset(residual_view.offset), has_residual: u32::from(residual.is_some()), dout_scale, _pad: 0,
         };
         let uniform = ctx.uniform("layernorm backward params", &params);
         push(
             ctx, plan, "layernorm_backward_input", &self.layernorm_backward_input, Some(&uniform),
-            &[dout.buffer, inp.buffer, stats.buffer, weights, dinp.buffer], [groups_for(rows, 1), 1, 1],
+            &[dout.buffer, inp.buffer, stats.buffer, weights, dinp.buffer, residual_view.buffer], [groups_for(rows, 1), 1, 1],
         );
         push_at(
             ctx, plan, "layernorm_backward_params", &self.layernorm_backward_params,

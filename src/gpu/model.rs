@@ -8,7 +8,7 @@
 //! hundred numbers.
 
 use super::context::GpuContext;
-use super::kernels::{AttentionParams, Kernels, MatmulShape, Plan, View, NORM_PARTIALS, STATS_PER_STATE};
+use super::kernels::{AttentionParams, Epilogue, Kernels, MatmulShape, Plan, View, NORM_PARTIALS, STATS_PER_STATE};
 use crate::config::{ModelConfig, OptimizerKind, TrainConfig};
 use crate::metrics::bounds::{weight_norm_jobs, NormJob};
 use crate::model::forward::{half_step_norms, Branch};
@@ -28,9 +28,13 @@ struct HalfStepBuffers {
     second: wgpu::Buffer,
     /// Attention: concatenated heads [N, d]; MLP: unused.
     third: Option<wgpu::Buffer>,
-    branch_out: wgpu::Buffer,
-    /// Peri-LN: the output norm's result and statistics.
-    ln_out: Option<(wgpu::Buffer, wgpu::Buffer)>,
+    /// The branch output f(u), kept only under an output norm (Peri-LN).
+    /// Without one, the branch's last matmul adds Δt·f(u) to the state
+    /// directly.
+    branch_out: Option<wgpu::Buffer>,
+    /// Peri-LN: the output norm's statistics. Its result goes straight
+    /// into the residual sum.
+    ln_out_stats: Option<wgpu::Buffer>,
     /// Post-LN: the sum before the norm and the norm's statistics.
     ln_post: Option<(wgpu::Buffer, wgpu::Buffer)>,
 }
@@ -38,15 +42,12 @@ struct HalfStepBuffers {
 /// Scratch buffers of the backward pass, reused by every half-step.
 struct BackwardScratch {
     dsum: wgpu::Buffer,
-    dupdate: wgpu::Buffer,
     dbranch_out: wgpu::Buffer,
     dheads: wgpu::Buffer,
     dqkv: wgpu::Buffer,
     dscores: wgpu::Buffer,
-    dpost: wgpu::Buffer,
     dpre: wgpu::Buffer,
     du: wgpu::Buffer,
-    dx_branch: wgpu::Buffer,
     dhead_input: wgpu::Buffer,
     dembedded: wgpu::Buffer,
 }
@@ -169,8 +170,8 @@ impl GpuModel {
                     first,
                     second,
                     third,
-                    branch_out: state("branch output"),
-                    ln_out: ln_out.map(|_| (state("normalised branch output"), ln_stats("ln out stats"))),
+                    branch_out: ln_out.map(|_| state("branch output")),
+                    ln_out_stats: ln_out.map(|_| ln_stats("ln out stats")),
                     ln_post: ln_post.map(|_| (state("residual sum"), ln_stats("ln post stats"))),
                 });
             }
@@ -183,15 +184,12 @@ impl GpuModel {
         let loss = ctx.zeros("mean loss", 1);
         let scratch = BackwardScratch {
             dsum: state("dsum"),
-            dupdate: state("dupdate"),
             dbranch_out: state("dbranch_out"),
             dheads: state("dheads"),
             dqkv: ctx.zeros("dqkv", rows * 3 * d),
             dscores: ctx.zeros("dscores", probs_len),
-            dpost: ctx.zeros("dpost", rows * hidden),
             dpre: ctx.zeros("dpre", rows * hidden),
             du: state("du"),
-            dx_branch: state("dx_branch"),
             dhead_input: state("dhead_input"),
             dembedded: state("dembedded"),
         };
@@ -227,44 +225,72 @@ impl GpuModel {
     }
 
     fn layernorm_forward(&self, ctx: &GpuContext, k: &Kernels, plan: &mut Plan, ids: LnIds, inp: &wgpu::Buffer, out: &wgpu::Buffer, stats: &wgpu::Buffer) {
+        self.layernorm_forward_with(ctx, k, plan, ids, inp, out, stats, None);
+    }
+
+    /// LayerNorm forward, or out = r + s·LayerNorm(inp) with `residual` = (r, s).
+    #[allow(clippy::too_many_arguments)]
+    fn layernorm_forward_with(
+        &self, ctx: &GpuContext, k: &Kernels, plan: &mut Plan, ids: LnIds, inp: &wgpu::Buffer, out: &wgpu::Buffer, stats: &wgpu::Buffer,
+        residual: Option<(&wgpu::Buffer, f32)>,
+    ) {
         let gamma = self.offset(ids.weight);
         let beta = self.offset(ids.bias);
-        k.layernorm_forward(ctx, plan, self.rows(), self.config.width, View::whole(inp), &self.params, gamma, beta, View::whole(out), View::whole(stats));
+        let residual = residual.map(|(buffer, scale)| (View::whole(buffer), scale));
+        k.layernorm_forward_with(
+            ctx, plan, self.rows(), self.config.width, View::whole(inp), &self.params, gamma, beta, View::whole(out), View::whole(stats), residual,
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
     fn layernorm_backward(
         &self, ctx: &GpuContext, k: &Kernels, plan: &mut Plan, ids: LnIds, dout: &wgpu::Buffer, inp: &wgpu::Buffer, stats: &wgpu::Buffer, dinp: &wgpu::Buffer,
     ) {
+        self.layernorm_backward_with(ctx, k, plan, ids, dout, 1.0, inp, stats, dinp, None);
+    }
+
+    /// LayerNorm backward for the output gradient dout_scale·dout, adding
+    /// `residual` to dinp when given.
+    #[allow(clippy::too_many_arguments)]
+    fn layernorm_backward_with(
+        &self, ctx: &GpuContext, k: &Kernels, plan: &mut Plan, ids: LnIds, dout: &wgpu::Buffer, dout_scale: f32, inp: &wgpu::Buffer,
+        stats: &wgpu::Buffer, dinp: &wgpu::Buffer, residual: Option<&wgpu::Buffer>,
+    ) {
         let gamma = self.offset(ids.weight);
         let beta = self.offset(ids.bias);
-        k.layernorm_backward(
-            ctx, plan, self.rows(), self.config.width, View::whole(dout), View::whole(inp), View::whole(stats), &self.params, gamma, beta,
-            View::whole(dinp), &self.grads,
+        k.layernorm_backward_with(
+            ctx, plan, self.rows(), self.config.width, View::whole(dout), dout_scale, View::whole(inp), View::whole(stats), &self.params,
+            gamma, beta, View::whole(dinp), &self.grads, residual.map(View::whole),
         );
     }
 
-    /// y = x·W + b for a weight `[c_in, c_out]` in the parameter buffer.
+    /// y = x·W + b for a weight `[c_in, c_out]` in the parameter buffer,
+    /// followed by `epilogue`.
     #[allow(clippy::too_many_arguments)]
-    fn linear(&self, ctx: &GpuContext, k: &Kernels, plan: &mut Plan, x: &wgpu::Buffer, weight: usize, bias: usize, c_in: usize, c_out: usize, y: &wgpu::Buffer) {
+    fn linear(
+        &self, ctx: &GpuContext, k: &Kernels, plan: &mut Plan, x: &wgpu::Buffer, weight: usize, bias: usize, c_in: usize, c_out: usize,
+        y: &wgpu::Buffer, epilogue: Epilogue,
+    ) {
         let shape = MatmulShape::new(self.rows(), c_in, c_out);
         let params = &self.params;
-        k.matmul(ctx, plan, shape, View::whole(x), View::at(params, self.offset(weight)), Some(View::at(params, self.offset(bias))), View::whole(y));
+        let (w, b) = (View::at(params, self.offset(weight)), View::at(params, self.offset(bias)));
+        k.matmul_with(ctx, plan, shape, View::whole(x), w, Some(b), View::whole(y), epilogue);
     }
 
-    /// Backward of [`GpuModel::linear`]: dx = dy·Wᵀ, dW += xᵀ·dy, db += 1ᵀ·dy.
+    /// Backward of [`GpuModel::linear`] for the output gradient scale·dy:
+    /// dx = scale·dy·Wᵀ followed by `dx_epilogue`, then dW += scale·xᵀ·dy
+    /// and db += scale·1ᵀ·dy in one dispatch.
     #[allow(clippy::too_many_arguments)]
     fn linear_backward(
-        &self, ctx: &GpuContext, k: &Kernels, plan: &mut Plan, dy: &wgpu::Buffer, x: &wgpu::Buffer, weight: usize, bias: usize,
-        c_in: usize, c_out: usize, dx: &wgpu::Buffer,
+        &self, ctx: &GpuContext, k: &Kernels, plan: &mut Plan, dy: &wgpu::Buffer, scale: f32, x: &wgpu::Buffer, weight: usize, bias: usize,
+        c_in: usize, c_out: usize, dx: &wgpu::Buffer, dx_epilogue: Epilogue,
     ) {
         let rows = self.rows();
-        let dx_shape = MatmulShape { transpose_b: true, ..MatmulShape::new(rows, c_out, c_in) };
-        k.matmul(ctx, plan, dx_shape, View::whole(dy), View::at(&self.params, self.offset(weight)), None, View::whole(dx));
-        let dw_shape = MatmulShape { transpose_a: true, beta: 1.0, ..MatmulShape::new(c_in, rows, c_out) };
-        k.matmul(ctx, plan, dw_shape, View::whole(x), View::whole(dy), None, View::at(&self.grads, self.offset(weight)));
-        let db_shape = MatmulShape { beta: 1.0, ..MatmulShape::new(1, rows, c_out) };
-        k.matmul(ctx, plan, db_shape, View::whole(&self.ones), View::whole(dy), None, View::at(&self.grads, self.offset(bias)));
+        let dx_shape = MatmulShape { transpose_b: true, alpha: scale, ..MatmulShape::new(rows, c_out, c_in) };
+        k.matmul_with(ctx, plan, dx_shape, View::whole(dy), View::at(&self.params, self.offset(weight)), None, View::whole(dx), dx_epilogue);
+        let dw_shape = MatmulShape { transpose_a: true, alpha: scale, beta: 1.0, ..MatmulShape::new(c_in, rows, c_out) };
+        let bias_gradient = Epilogue::ColumnSums { sums: self.offset(bias) };
+        k.matmul_with(ctx, plan, dw_shape, View::whole(x), View::whole(dy), None, View::at(&self.grads, self.offset(weight)), bias_gradient);
     }
 
     fn record_forward(&self, ctx: &GpuContext, k: &Kernels) -> Plan {
@@ -317,36 +343,38 @@ impl GpuModel {
             }
             _ => x,
         };
+        let dt = self.config.dt as f32;
+        let next = &self.states[i + 1];
+        // The residual sum x + Δt·update: the state itself, or the input of
+        // the post-norm.
+        let sum = hs.ln_post.as_ref().map_or(next, |(sum, _)| sum);
+        // Without an output norm, update = f(u), so the branch's last matmul
+        // writes the sum itself.
+        let (branch_target, branch_epilogue) = match &hs.branch_out {
+            Some(branch_out) => (branch_out, Epilogue::None),
+            None => (sum, Epilogue::Residual { residual: View::whole(x), scale: dt }),
+        };
         match hs.branch {
             Branch::Attention => {
                 let heads = hs.third.as_ref().expect("attention keeps its heads");
-                self.linear(ctx, k, plan, u, block.c_attn_weight, block.c_attn_bias, d, 3 * d, &hs.first);
+                self.linear(ctx, k, plan, u, block.c_attn_weight, block.c_attn_bias, d, 3 * d, &hs.first, Epilogue::None);
                 let shape = AttentionParams::new(self.batch, self.context, d, self.config.heads);
                 k.attention_forward(ctx, plan, shape, &hs.first, &hs.second, heads);
-                self.linear(ctx, k, plan, heads, block.attn_proj_weight, block.attn_proj_bias, d, d, &hs.branch_out);
+                self.linear(ctx, k, plan, heads, block.attn_proj_weight, block.attn_proj_bias, d, d, branch_target, branch_epilogue);
             }
             Branch::Mlp => {
-                self.linear(ctx, k, plan, u, block.c_fc_weight, block.c_fc_bias, d, hidden, &hs.first);
-                k.gelu_forward(ctx, plan, self.rows() * hidden, View::whole(&hs.first), View::whole(&hs.second));
-                self.linear(ctx, k, plan, &hs.second, block.mlp_proj_weight, block.mlp_proj_bias, hidden, d, &hs.branch_out);
+                let gelu = Epilogue::Gelu { activated: View::whole(&hs.second) };
+                self.linear(ctx, k, plan, u, block.c_fc_weight, block.c_fc_bias, d, hidden, &hs.first, gelu);
+                self.linear(ctx, k, plan, &hs.second, block.mlp_proj_weight, block.mlp_proj_bias, hidden, d, branch_target, branch_epilogue);
             }
         }
-        let update = match (ln_out, &hs.ln_out) {
-            (Some(ids), Some((out, stats))) => {
-                self.layernorm_forward(ctx, k, plan, ids, &hs.branch_out, out, stats);
-                out
-            }
-            _ => &hs.branch_out,
-        };
-        let n = self.rows() * d;
-        let dt = self.config.dt as f32;
-        let next = &self.states[i + 1];
-        match (ln_post, &hs.ln_post) {
-            (Some(ids), Some((sum, stats))) => {
-                k.combine(ctx, plan, n, 1.0, View::whole(x), dt, View::whole(update), View::whole(sum));
-                self.layernorm_forward(ctx, k, plan, ids, sum, next, stats);
-            }
-            _ => k.combine(ctx, plan, n, 1.0, View::whole(x), dt, View::whole(update), View::whole(next)),
+        // Under an output norm, update = LN_out(f(u)), and the norm's kernel
+        // writes the sum.
+        if let (Some(ids), Some(branch_out), Some(stats)) = (ln_out, &hs.branch_out, &hs.ln_out_stats) {
+            self.layernorm_forward_with(ctx, k, plan, ids, branch_out, sum, stats, Some((x, dt)));
+        }
+        if let (Some(ids), Some((sum, stats))) = (ln_post, &hs.ln_post) {
+            self.layernorm_forward(ctx, k, plan, ids, sum, next, stats);
         }
     }
 
@@ -394,7 +422,6 @@ impl GpuModel {
         let (d, hidden) = (self.config.width, self.config.hidden());
         let (ln_in, ln_out, ln_post) = half_step_norms(self.config.placement, block, hs.branch);
         let s = &self.scratch;
-        let n = self.rows() * d;
         let dt = self.config.dt as f32;
         let dx_out = &self.state_grads[i + 1];
 
@@ -406,37 +433,47 @@ impl GpuModel {
             }
             _ => dx_out,
         };
-        k.combine(ctx, plan, n, dt, View::whole(dsum), 0.0, View::whole(dsum), View::whole(&s.dupdate));
-        let dbranch_out = match (ln_out, &hs.ln_out) {
-            (Some(ids), Some((_, stats))) => {
-                self.layernorm_backward(ctx, k, plan, ids, &s.dupdate, &hs.branch_out, stats, &s.dbranch_out);
-                &s.dbranch_out
+        // The gradient of the branch output f(u), as dy and a factor. The
+        // factor Δt of dupdate = Δt·dsum goes into the output norm's
+        // backward, or without one into the matmuls of the branch's last
+        // linear layer.
+        let (dbranch_out, dbranch_scale) = match (ln_out, &hs.branch_out, &hs.ln_out_stats) {
+            (Some(ids), Some(branch_out), Some(stats)) => {
+                self.layernorm_backward_with(ctx, k, plan, ids, dsum, dt, branch_out, stats, &s.dbranch_out, None);
+                (&s.dbranch_out, 1.0)
             }
-            _ => &s.dupdate,
+            _ => (dsum, dt),
+        };
+        // dx_in = dsum + the gradient through the branch. Without an input
+        // norm, the branch's first matmul adds dsum itself.
+        let dx_in = &self.state_grads[i];
+        let (du_target, du_epilogue) = match ln_in {
+            Some(_) => (&s.du, Epilogue::None),
+            None => (dx_in, Epilogue::Residual { residual: View::whole(dsum), scale: 1.0 }),
         };
         let u = hs.branch_in.as_ref().unwrap_or(&self.states[i]);
         match hs.branch {
             Branch::Attention => {
                 let heads = hs.third.as_ref().expect("attention keeps its heads");
-                self.linear_backward(ctx, k, plan, dbranch_out, heads, block.attn_proj_weight, block.attn_proj_bias, d, d, &s.dheads);
+                let (proj_weight, proj_bias) = (block.attn_proj_weight, block.attn_proj_bias);
+                self.linear_backward(ctx, k, plan, dbranch_out, dbranch_scale, heads, proj_weight, proj_bias, d, d, &s.dheads, Epilogue::None);
                 let shape = AttentionParams::new(self.batch, self.context, d, self.config.heads);
                 k.attention_backward(ctx, plan, shape, &s.dheads, &hs.first, &hs.second, &s.dscores, &s.dqkv);
-                self.linear_backward(ctx, k, plan, &s.dqkv, u, block.c_attn_weight, block.c_attn_bias, d, 3 * d, &s.du);
+                self.linear_backward(ctx, k, plan, &s.dqkv, 1.0, u, block.c_attn_weight, block.c_attn_bias, d, 3 * d, du_target, du_epilogue);
             }
             Branch::Mlp => {
-                self.linear_backward(ctx, k, plan, dbranch_out, &hs.second, block.mlp_proj_weight, block.mlp_proj_bias, hidden, d, &s.dpost);
-                k.gelu_backward(ctx, plan, self.rows() * hidden, View::whole(&hs.first), View::whole(&s.dpost), View::whole(&s.dpre));
-                self.linear_backward(ctx, k, plan, &s.dpre, u, block.c_fc_weight, block.c_fc_bias, d, hidden, &s.du);
+                // The GELU backward rides on the matmul that forms the
+                // gradient of the GELU's output.
+                let gelu = Epilogue::GeluGradient { pre: View::whole(&hs.first) };
+                let (proj_weight, proj_bias) = (block.mlp_proj_weight, block.mlp_proj_bias);
+                self.linear_backward(ctx, k, plan, dbranch_out, dbranch_scale, &hs.second, proj_weight, proj_bias, hidden, d, &s.dpre, gelu);
+                self.linear_backward(ctx, k, plan, &s.dpre, 1.0, u, block.c_fc_weight, block.c_fc_bias, d, hidden, du_target, du_epilogue);
             }
         }
-        let dx_branch = match (ln_in, &hs.ln_in_stats) {
-            (Some(ids), Some(stats)) => {
-                self.layernorm_backward(ctx, k, plan, ids, &s.du, &self.states[i], stats, &s.dx_branch);
-                &s.dx_branch
-            }
-            _ => &s.du,
-        };
-        k.combine(ctx, plan, n, 1.0, View::whole(dsum), 1.0, View::whole(dx_branch), View::whole(&self.state_grads[i]));
+        // Under an input norm, its backward adds dsum.
+        if let (Some(ids), Some(stats)) = (ln_in, &hs.ln_in_stats) {
+            self.layernorm_backward_with(ctx, k, plan, ids, &s.du, 1.0, &self.states[i], stats, dx_in, Some(dsum));
+        }
     }
 
     fn record_optimizer(&self, ctx: &GpuContext, k: &Kernels) -> Plan {
