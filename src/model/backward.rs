@@ -99,13 +99,21 @@ impl<F: Scalar> Model<F> {
         let dt = F::of(self.config.dt);
 
         // x_out = LN_post(sum) or sum, with sum = x_in + Δt·update.
-        let dsum = match (ln_post_ids, &cache.ln_post) {
-            (Some(ids), Some((sum, stats))) => ln_backward(self, grads, ids, dx_out, sum, stats),
-            _ => dx_out.to_vec(),
+        let post_grad = match (ln_post_ids, &cache.ln_post) {
+            (Some(ids), Some((sum, stats))) => Some(ln_backward(self, grads, ids, dx_out, sum, stats)),
+            _ => None,
         };
-        let dupdate: Vec<F> = dsum.iter().map(|&g| dt * g).collect();
+        let dsum: &[F] = post_grad.as_deref().unwrap_or(dx_out);
+        let mut dupdate = buffer(dsum.len());
+        for (u, &g) in dupdate.iter_mut().zip(dsum) {
+            *u = dt * g;
+        }
         let dbranch_out = match (ln_out_ids, &cache.ln_out) {
-            (Some(ids), Some(stats)) => ln_backward(self, grads, ids, &dupdate, &cache.branch_out, stats),
+            (Some(ids), Some(stats)) => {
+                let grad = ln_backward(self, grads, ids, &dupdate, &cache.branch_out, stats);
+                recycle([dupdate]);
+                grad
+            }
             _ => dupdate,
         };
         let dbranch_in = match &cache.cache {
@@ -116,15 +124,22 @@ impl<F: Scalar> Model<F> {
                 self.mlp_backward(grads, &dbranch_out, &cache.branch_in, pre_gelu, post_gelu, block)
             }
         };
+        recycle([dbranch_out]);
         let dx_branch = match (ln_in_ids, &cache.ln_in) {
-            (Some(ids), Some(stats)) => ln_backward(self, grads, ids, &dbranch_in, x_in, stats),
+            (Some(ids), Some(stats)) => {
+                let grad = ln_backward(self, grads, ids, &dbranch_in, x_in, stats);
+                recycle([dbranch_in]);
+                grad
+            }
             _ => dbranch_in,
         };
 
-        let mut dx_in = dsum;
-        for (g, &b) in dx_in.iter_mut().zip(&dx_branch) {
-            *g = *g + b;
+        let mut dx_in = buffer(dsum.len());
+        for ((g, &a), &b) in dx_in.iter_mut().zip(dsum).zip(&dx_branch) {
+            *g = a + b;
         }
+        recycle([dx_branch]);
+        recycle(post_grad);
         dx_in
     }
 

@@ -9,7 +9,7 @@
 //! | No LN     | x = x + Δt·f(x)                        |
 
 use super::params::{BlockIds, LnIds};
-use super::scratch::buffer;
+use super::scratch::{buffer, recycle};
 use super::{BatchError, Model};
 use crate::config::Placement;
 use crate::kernels::cpu::attention::{attention_forward, AttentionShape};
@@ -243,15 +243,16 @@ impl<F: Scalar> Model<F> {
             Branch::Attention => self.attention_forward(&branch_in, block, batch, context),
             Branch::Mlp => self.mlp_forward(&branch_in, block),
         };
-        let (update, ln_out) = match ln_out_ids {
-            Some(ids) => {
-                let (y, stats) = ln_forward(self, ids, &branch_out);
-                (y, Some(stats))
-            }
-            None => (branch_out.clone(), None),
-        };
-
-        let sum: Vec<F> = x.iter().zip(&update).map(|(&xi, &yi)| xi + dt * yi).collect();
+        let normed_out = ln_out_ids.map(|ids| ln_forward(self, ids, &branch_out));
+        let update: &[F] = normed_out.as_ref().map_or(&branch_out, |(y, _)| y);
+        let mut sum = buffer(x.len());
+        for ((s, &xi), &yi) in sum.iter_mut().zip(x).zip(update) {
+            *s = xi + dt * yi;
+        }
+        let ln_out = normed_out.map(|(y, stats)| {
+            recycle([y]);
+            stats
+        });
         let (next, ln_post) = match ln_post_ids {
             Some(ids) => {
                 let (out, stats) = ln_forward(self, ids, &sum);
