@@ -56,15 +56,20 @@ fn sequence_forward<F: Scalar>(out: &mut [F], probs: &mut [F], qkv: &[F], shape:
     let scale = F::one() / F::of(dh as f64).sqrt();
     for h in 0..heads {
         let p_at = h * t_len * t_len;
-        let q = View::rows(h * dh, 3 * d);
-        let k_t = View::transposed(d + h * dh, 3 * d);
-        gemm_view(t_len, dh, t_len, scale, qkv, q, qkv, k_t, F::zero(), probs, View::rows(p_at, t_len));
+        let (q, k_t, v) = (h * dh, View::transposed(d + h * dh, 3 * d), View::rows(2 * d + h * dh, 3 * d));
+        // Scores of each block of queries against the keys up to its last
+        // row; the softmax then zeroes the rest of each row.
+        causal_blocks(t_len, |first, rows| {
+            let (queries, scores) = (View::rows(q + first * 3 * d, 3 * d), View::rows(p_at + first * t_len, t_len));
+            gemm_view(rows, dh, first + rows, scale, qkv, queries, qkv, k_t, F::zero(), probs, scores);
+        });
         for t in 0..t_len {
             softmax_causal_row(&mut probs[p_at + t * t_len..][..t_len], t);
         }
-        let v = View::rows(2 * d + h * dh, 3 * d);
-        let o = View::rows(h * dh, d);
-        gemm_view(t_len, t_len, dh, F::one(), probs, View::rows(p_at, t_len), qkv, v, F::zero(), out, o);
+        causal_blocks(t_len, |first, rows| {
+            let (weights, o) = (View::rows(p_at + first * t_len, t_len), View::rows(h * dh + first * d, d));
+            gemm_view(rows, first + rows, dh, F::one(), probs, weights, qkv, v, F::zero(), out, o);
+        });
     }
 }
 }
@@ -113,34 +118,65 @@ fn sequence_backward<F: Scalar>(dqkv: &mut [F], dscores: &mut [F], dout: &[F], q
     let AttentionShape { context: t_len, width: d, heads, .. } = shape;
     let dh = shape.head_dim();
     let scale = F::one() / F::of(dh as f64).sqrt();
-    let square = View::rows(0, t_len);
-    let square_t = View::transposed(0, t_len);
     // The heads' dq, dk and dv products below write every column of dqkv.
     for h in 0..heads {
         let p_at = h * t_len * t_len;
-        let p_t = View::transposed(p_at, t_len);
-        let o_grad = View::rows(h * dh, d);
-        let (q, k, v) = (View::rows(h * dh, 3 * d), View::rows(d + h * dh, 3 * d), View::rows(2 * d + h * dh, 3 * d));
+        let o_grad = h * dh;
+        let (q, k, v) = (h * dh, d + h * dh, 2 * d + h * dh);
 
-        // out = P·V gives dP = dout·Vᵀ and dV = Pᵀ·dout.
-        gemm_view(t_len, dh, t_len, F::one(), dout, o_grad, qkv, View::transposed(v.offset, 3 * d), F::zero(), dscores, square);
-        gemm_view(t_len, t_len, dh, F::one(), probs, p_t, dout, o_grad, F::zero(), dqkv, v);
+        // out = P·V gives dP = dout·Vᵀ and dV = Pᵀ·dout. Like the forward,
+        // each block of rows of dP needs only the keys up to its last row,
+        // and each block of keys of dV only the queries from its first row.
+        causal_blocks(t_len, |first, rows| {
+            let (grads, dp) = (View::rows(o_grad + first * d, d), View::rows(first * t_len, t_len));
+            gemm_view(rows, dh, first + rows, F::one(), dout, grads, qkv, View::transposed(v, 3 * d), F::zero(), dscores, dp);
+        });
+        causal_blocks(t_len, |first, cols| {
+            let p_t = View::transposed(p_at + first * t_len + first, t_len);
+            let (grads, dv) = (View::rows(o_grad + first * d, d), View::rows(v + first * 3 * d, 3 * d));
+            gemm_view(cols, t_len - first, dh, F::one(), probs, p_t, dout, grads, F::zero(), dqkv, dv);
+        });
 
-        // Softmax backward: dS_ts = P_ts·(dP_ts − Σ_s' P_ts'·dP_ts'), times the score scale.
+        // Softmax backward: dS_ts = P_ts·(dP_ts − Σ_s' P_ts'·dP_ts'), times
+        // the score scale, and 0 for future positions, whose dP was not formed.
         for t in 0..t_len {
-            let row = &probs[p_at + t * t_len..][..t_len];
-            let grad = &mut dscores[t * t_len..][..t_len];
-            let weighted = dot(&row[..=t], &grad[..=t]);
-            for (g, &pr) in grad.iter_mut().zip(row) {
+            let row = &probs[p_at + t * t_len..][..=t];
+            let (past, future) = dscores[t * t_len..][..t_len].split_at_mut(t + 1);
+            let weighted = dot(row, past);
+            for (g, &pr) in past.iter_mut().zip(row) {
                 *g = pr * (*g - weighted) * scale;
             }
+            future.fill(F::zero());
         }
 
-        // S = Q·Kᵀ gives dQ = dS·K and dK = dSᵀ·Q.
-        gemm_view(t_len, t_len, dh, F::one(), dscores, square, qkv, k, F::zero(), dqkv, q);
-        gemm_view(t_len, t_len, dh, F::one(), dscores, square_t, qkv, q, F::zero(), dqkv, k);
+        // S = Q·Kᵀ gives dQ = dS·K and dK = dSᵀ·Q, with the same blocks.
+        causal_blocks(t_len, |first, rows| {
+            let (ds, dq) = (View::rows(first * t_len, t_len), View::rows(q + first * 3 * d, 3 * d));
+            gemm_view(rows, first + rows, dh, F::one(), dscores, ds, qkv, View::rows(k, 3 * d), F::zero(), dqkv, dq);
+        });
+        causal_blocks(t_len, |first, cols| {
+            let ds_t = View::transposed(first * t_len + first, t_len);
+            let (queries, dk) = (View::rows(q + first * 3 * d, 3 * d), View::rows(k + first * 3 * d, 3 * d));
+            gemm_view(cols, t_len - first, dh, F::one(), dscores, ds_t, qkv, queries, F::zero(), dqkv, dk);
+        });
     }
 }
+}
+
+/// Query rows per block of the causal products.
+const CAUSAL_BLOCK: usize = 32;
+
+/// Calls `product(first, rows)` for consecutive blocks of rows that cover
+/// `0..t_len`. Queries first..first + rows attend to keys 0..first + rows
+/// only, which skips a quarter of the work at T = 64.
+#[inline(always)]
+fn causal_blocks(t_len: usize, mut product: impl FnMut(usize, usize)) {
+    let mut first = 0;
+    while first < t_len {
+        let rows = CAUSAL_BLOCK.min(t_len - first);
+        product(first, rows);
+        first += rows;
+    }
 }
 
 #[cfg(test)]
