@@ -8,7 +8,7 @@ use super::Model;
 use crate::kernels::cpu::attention::{attention_backward, AttentionShape};
 use crate::kernels::cpu::cross_entropy::cross_entropy_backward;
 use crate::kernels::cpu::embedding::embedding_backward;
-use crate::kernels::cpu::gelu::gelu_backward;
+use crate::kernels::cpu::gelu::gelu_backward_with_gate;
 use crate::kernels::cpu::layernorm::layernorm_backward;
 use crate::kernels::cpu::matmul::{gemm, linear_backward, Op};
 use crate::kernels::cpu::Scalar;
@@ -120,8 +120,8 @@ impl<F: Scalar> Model<F> {
             BranchCache::Attention { qkv, probs, heads_out } => {
                 self.attention_backward(grads, &dbranch_out, &cache.branch_in, qkv, probs, heads_out, block, pass)
             }
-            BranchCache::Mlp { pre_gelu, post_gelu } => {
-                self.mlp_backward(grads, &dbranch_out, &cache.branch_in, pre_gelu, post_gelu, block)
+            BranchCache::Mlp { pre_gelu, post_gelu, gate } => {
+                self.mlp_backward(grads, &dbranch_out, &cache.branch_in, pre_gelu, post_gelu, gate, block)
             }
         };
         recycle([dbranch_out]);
@@ -165,7 +165,8 @@ impl<F: Scalar> Model<F> {
         du
     }
 
-    fn mlp_backward(&self, grads: &mut [F], dout: &[F], u: &[F], pre_gelu: &[F], post_gelu: &[F], block: &BlockIds) -> Vec<F> {
+    #[allow(clippy::too_many_arguments)]
+    fn mlp_backward(&self, grads: &mut [F], dout: &[F], u: &[F], pre_gelu: &[F], post_gelu: &[F], gate: &[F], block: &BlockIds) -> Vec<F> {
         let (d, hidden) = (self.config.width, self.config.hidden());
         let rows = u.len() / d;
 
@@ -174,7 +175,7 @@ impl<F: Scalar> Model<F> {
         linear_backward(&mut dpost, dw, Some(db), dout, post_gelu, self.tensor(block.mlp_proj_weight), hidden, d);
 
         let mut dpre = buffer(rows * hidden);
-        gelu_backward(&mut dpre, &dpost, pre_gelu);
+        gelu_backward_with_gate(&mut dpre, &dpost, pre_gelu, gate);
 
         let mut du = buffer(rows * d);
         let (dw, db) = two_mut(self, grads, block.c_fc_weight, block.c_fc_bias);

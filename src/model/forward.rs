@@ -15,7 +15,7 @@ use crate::config::Placement;
 use crate::kernels::cpu::attention::{attention_forward, AttentionShape};
 use crate::kernels::cpu::cross_entropy::cross_entropy_forward;
 use crate::kernels::cpu::embedding::embedding_forward;
-use crate::kernels::cpu::gelu::gelu_forward;
+use crate::kernels::cpu::gelu::gelu_forward_keeping_gate;
 use crate::kernels::cpu::layernorm::layernorm_forward;
 use crate::kernels::cpu::matmul::{gemm, linear_forward, Op};
 use crate::kernels::cpu::Scalar;
@@ -51,6 +51,8 @@ pub enum BranchCache<F> {
         pre_gelu: Vec<F>,
         /// GELU of it, [N, 4d].
         post_gelu: Vec<F>,
+        /// The GELU's gate σ(2u) of each element, which its backward reuses, [N, 4d].
+        gate: Vec<F>,
     },
 }
 
@@ -114,7 +116,7 @@ impl<F> ForwardPass<F> {
             buffers.push(half_step.branch_out);
             match half_step.cache {
                 BranchCache::Attention { qkv, probs, heads_out } => buffers.extend([qkv, probs, heads_out]),
-                BranchCache::Mlp { pre_gelu, post_gelu } => buffers.extend([pre_gelu, post_gelu]),
+                BranchCache::Mlp { pre_gelu, post_gelu, gate } => buffers.extend([pre_gelu, post_gelu, gate]),
             }
             buffers.extend(half_step.ln_in.into_iter().chain(half_step.ln_out).flat_map(LnStats::into_buffers));
             if let Some((sum, stats)) = half_step.ln_post {
@@ -286,10 +288,10 @@ impl<F: Scalar> Model<F> {
         let rows = u.len() / d;
         let mut pre_gelu = buffer(rows * hidden);
         linear_forward(&mut pre_gelu, u, self.tensor(block.c_fc_weight), Some(self.tensor(block.c_fc_bias)), d, hidden);
-        let mut post_gelu = buffer(rows * hidden);
-        gelu_forward(&mut post_gelu, &pre_gelu);
+        let (mut post_gelu, mut gate) = (buffer(rows * hidden), buffer(rows * hidden));
+        gelu_forward_keeping_gate(&mut post_gelu, &mut gate, &pre_gelu);
         let mut out = buffer(rows * d);
         linear_forward(&mut out, &post_gelu, self.tensor(block.mlp_proj_weight), Some(self.tensor(block.mlp_proj_bias)), hidden, d);
-        (out, BranchCache::Mlp { pre_gelu, post_gelu })
+        (out, BranchCache::Mlp { pre_gelu, post_gelu, gate })
     }
 }

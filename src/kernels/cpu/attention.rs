@@ -4,7 +4,7 @@
 use super::matmul::{gemm_view, View};
 use super::scalar::wide_simd;
 use super::threads::{for_each_part, for_each_rows, SharedMut};
-use super::{dot, sum_of, Scalar};
+use super::{dot, max_of, sum_of, Scalar};
 
 /// Sizes shared by the attention forward and backward.
 #[derive(Clone, Copy, Debug)]
@@ -80,7 +80,7 @@ fn sequence_forward<F: Scalar>(out: &mut [F], probs: &mut [F], qkv: &[F], shape:
 #[inline(always)]
 fn softmax_causal_row<F: Scalar>(row: &mut [F], t: usize) {
     let (past, future) = row.split_at_mut(t + 1);
-    let max_score = past.iter().fold(F::neg_infinity(), |m, &s| m.max(s));
+    let max_score = max_of(past);
     for p in past.iter_mut() {
         *p = (*p - max_score).fast_exp();
     }

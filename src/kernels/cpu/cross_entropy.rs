@@ -1,7 +1,7 @@
 //! Softmax cross-entropy averaged over all B·T positions.
 
 use super::scalar::wide_simd;
-use super::Scalar;
+use super::{max_of, Scalar};
 
 wide_simd! {
 /// Computes the mean loss and stores the softmax probabilities.
@@ -14,7 +14,7 @@ pub fn cross_entropy_forward<F: Scalar>(probs: &mut [F], logits: &[F], targets: 
     let rows = targets.len();
     let mut total = F::zero();
     for (n, (p_row, l_row)) in probs.chunks_exact_mut(vocab).zip(logits.chunks_exact(vocab)).enumerate() {
-        let max_logit = l_row.iter().copied().fold(F::neg_infinity(), F::max);
+        let max_logit = max_of(l_row);
         // The exponentials first, in a loop of their own that vectorises,
         // then their sum.
         for (p, &l) in p_row.iter_mut().zip(l_row) {

@@ -115,12 +115,7 @@ pub fn gemm_view<F: Scalar>(
 pub fn linear_forward<F: Scalar>(out: &mut [F], inp: &[F], w: &[F], bias: Option<&[F]>, c_in: usize, c_out: usize) {
     let rows = inp.len() / c_in.max(1);
     match bias {
-        Some(bias) => {
-            for row in out.chunks_exact_mut(c_out) {
-                row.copy_from_slice(bias);
-            }
-            gemm(rows, c_in, c_out, F::one(), inp, Op::Plain, w, Op::Plain, F::one(), out);
-        }
+        Some(bias) => F::affine(rows, c_in, c_out, inp, w, bias, out),
         None => gemm(rows, c_in, c_out, F::one(), inp, Op::Plain, w, Op::Plain, F::zero(), out),
     }
 }

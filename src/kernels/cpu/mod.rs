@@ -14,4 +14,4 @@ pub mod scalar;
 pub mod sgemm;
 pub mod threads;
 
-pub use scalar::{dot, sum_by, sum_of, Scalar};
+pub use scalar::{dot, max_of, sum_by, sum_of, Scalar};

@@ -23,6 +23,17 @@ pub trait Scalar:
         c: *mut Self, rsc: isize, csc: isize,
     );
 
+    /// Writes `out = inp·w + bias` on row-major matrices: inp m×k, w k×n,
+    /// bias [n], out m×n. The default copies the bias into every row and
+    /// adds the product; f32 adds the bias as it stores the product, which
+    /// rounds the same way.
+    fn affine(m: usize, k: usize, n: usize, inp: &[Self], w: &[Self], bias: &[Self], out: &mut [Self]) {
+        for row in out.chunks_exact_mut(n.max(1)) {
+            row.copy_from_slice(bias);
+        }
+        super::matmul::gemm(m, k, n, Self::one(), inp, super::matmul::Op::Plain, w, super::matmul::Op::Plain, Self::one(), out);
+    }
+
     /// `exp(self)` in a branch-free form the compiler can vectorise. The
     /// default is the standard library's; f32 overrides it.
     fn fast_exp(self) -> Self {
@@ -39,6 +50,10 @@ pub trait Scalar:
 }
 
 impl Scalar for f32 {
+    fn affine(m: usize, k: usize, n: usize, inp: &[f32], w: &[f32], bias: &[f32], out: &mut [f32]) {
+        super::sgemm::affine(m, k, n, inp, w, bias, out);
+    }
+
     /// Computes exp by range reduction, `x = n·ln 2 + r` with |r| ≤ ln 2 / 2,
     /// and a degree-7 polynomial for exp(r); the tests check it stays within
     /// 2 units in the last place of the f64 result. Returns +inf above 88
@@ -171,6 +186,23 @@ pub fn sum_of<F: Scalar>(values: &[F], f: impl Fn(F) -> F) -> F {
     sum_by(values.len(), |i| f(values[i]))
 }
 
+/// Returns the largest value, or −∞ for an empty slice, ignoring NaN as
+/// `F::max` does, in eight lanes so that the loop vectorises. The maximum
+/// is exact, so the lanes change nothing in the result.
+#[inline(always)]
+pub fn max_of<F: Scalar>(values: &[F]) -> F {
+    const LANES: usize = 8;
+    let mut partial = [F::neg_infinity(); LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (best, &x) in partial.iter_mut().zip(chunk) {
+            *best = if x > *best { x } else { *best };
+        }
+    }
+    let tail = chunks.remainder().iter().fold(F::neg_infinity(), |best, &x| best.max(x));
+    partial.iter().fold(tail, |best, &x| best.max(x))
+}
+
 /// Returns `Σ f(i)` for i in 0..len, summed in eight interleaved partial
 /// sums. `f` should index slices whose length the compiler knows is at
 /// least `len`, so that no bounds check stays in the loop.
@@ -228,6 +260,16 @@ mod tests {
             let plain: f64 = values.iter().map(|x| x * x).sum();
             assert!((sum_of(&values, |x| x * x) - plain).abs() < 1e-12, "length {n}");
         }
+    }
+
+    #[test]
+    fn max_of_matches_fold_and_skips_nan() {
+        for n in 0..40 {
+            let values: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 10.0).collect();
+            let fold = values.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            assert_eq!(max_of(&values), fold, "length {n}");
+        }
+        assert_eq!(max_of(&[1.0f32, f32::NAN, 3.0, f32::NAN, 2.0, 0.0, 0.0, 0.0, f32::NAN]), 3.0);
     }
 
     #[test]

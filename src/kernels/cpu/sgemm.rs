@@ -54,7 +54,7 @@ impl Kernel {
         None
     }
 
-    /// Every kernel this CPU runs, the general library (`None`) included.
+    /// Returns every kernel this CPU runs, the general library (`None`) included.
     #[cfg(test)]
     fn all_available() -> Vec<Option<Kernel>> {
         let mut kernels = vec![None];
@@ -115,6 +115,8 @@ struct Block {
     rsc: isize,
     alpha: f32,
     beta: f32,
+    /// Added to every row of the block (its `cols` values), or null.
+    bias: *const f32,
 }
 
 /// `C = alpha·A·B + beta·C` with A m×k, B k×n and C m×n; element (i, j) of
@@ -132,7 +134,30 @@ pub unsafe fn sgemm(
     beta: f32,
     c: *mut f32, rsc: isize, csc: isize,
 ) {
-    sgemm_with(Kernel::detect(), m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
+    sgemm_with(Kernel::detect(), m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, std::ptr::null(), c, rsc, csc);
+}
+
+/// Writes `out = inp·w + bias` with inp m×k, w k×n, bias [n] and out m×n,
+/// all row-major. The bias is added as each block of the product is
+/// stored, which rounds like adding it to the finished product.
+pub fn affine(m: usize, k: usize, n: usize, inp: &[f32], w: &[f32], bias: &[f32], out: &mut [f32]) {
+    assert_eq!(inp.len(), m * k, "affine: inp has {} elements, expected {m}×{k}", inp.len());
+    assert_eq!(w.len(), k * n, "affine: w has {} elements, expected {k}×{n}", w.len());
+    assert_eq!(bias.len(), n, "affine: bias has {} elements, expected {n}", bias.len());
+    assert_eq!(out.len(), m * n, "affine: out has {} elements, expected {m}×{n}", out.len());
+    let kernel = Kernel::detect();
+    if kernel.is_none() || k == 0 {
+        for row in out.chunks_exact_mut(n.max(1)) {
+            row.copy_from_slice(bias);
+        }
+        // SAFETY: the asserts above pin every slice to its shape.
+        unsafe { sgemm_with(None, m, k, n, 1.0, inp.as_ptr(), k as isize, 1, w.as_ptr(), n as isize, 1, 1.0, std::ptr::null(), out.as_mut_ptr(), n as isize, 1) };
+        return;
+    }
+    // SAFETY: as above; the micro-kernels read `bias` only at columns < n.
+    unsafe {
+        sgemm_with(kernel, m, k, n, 1.0, inp.as_ptr(), k as isize, 1, w.as_ptr(), n as isize, 1, 0.0, bias.as_ptr(), out.as_mut_ptr(), n as isize, 1)
+    };
 }
 
 /// [`sgemm`] on the given micro-kernel, or on matrixmultiply for `None`.
@@ -145,7 +170,7 @@ unsafe fn sgemm_with(
     m: usize, k: usize, n: usize, alpha: f32,
     a: *const f32, rsa: isize, csa: isize,
     b: *const f32, rsb: isize, csb: isize,
-    beta: f32,
+    beta: f32, bias: *const f32,
     c: *mut f32, rsc: isize, csc: isize,
 ) {
     let kernel = match kernel {
@@ -161,7 +186,7 @@ unsafe fn sgemm_with(
     let direct = if csb == 1 && rsb >= 0 { n / nr } else { 0 };
     PANELS.with_borrow_mut(|panels| {
         pack_panels(panels, k, n, nr, direct * nr, b, rsb, csb);
-        let (a, b, c, packed) = (Shared(a), Shared(b), SharedMut(c), Shared(panels.as_ptr()));
+        let (a, b, c, packed, bias) = (Shared(a), Shared(b), SharedMut(c), Shared(panels.as_ptr()), Shared(bias));
         // Enough rows per thread that the arithmetic (about 2^17
         // multiply-adds) outweighs handing the part to another thread.
         let min_rows = (1 << 17) / (n * k).max(1);
@@ -187,6 +212,7 @@ unsafe fn sgemm_with(
                         rsc,
                         alpha,
                         beta,
+                        bias: if bias.get().is_null() { bias.get() } else { bias.get().add(j) },
                     };
                     run(kernel, block);
                 }
@@ -253,15 +279,19 @@ unsafe fn run(kernel: Kernel, block: Block) {
     }
 }
 
-/// Writes `alpha·acc + beta·C` for one row of a partial block, through a
-/// scalar loop.
+/// Writes `alpha·acc + beta·C (+ bias)` for one row of a partial block,
+/// through a scalar loop.
 ///
 /// # Safety
-/// `out` must address `acc.len().min(cols)` writable floats.
-unsafe fn store_partial_row(acc: &[f32], out: *mut f32, cols: usize, alpha: f32, beta: f32) {
+/// `out`, and `bias` unless null, must address `acc.len().min(cols)` floats.
+unsafe fn store_partial_row(acc: &[f32], out: *mut f32, cols: usize, alpha: f32, beta: f32, bias: *const f32) {
     for (j, &sum) in acc.iter().take(cols).enumerate() {
         let target = out.add(j);
-        *target = if beta == 0.0 { alpha * sum } else { alpha * sum + beta * *target };
+        let mut value = if beta == 0.0 { alpha * sum } else { alpha * sum + beta * *target };
+        if !bias.is_null() {
+            value += *bias.add(j);
+        }
+        *target = value;
     }
 }
 
@@ -284,6 +314,9 @@ unsafe fn avx512<const R: usize>(block: Block) {
         let mut value = _mm512_mul_ps(*sum, alpha);
         if block.beta != 0.0 {
             value = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, out), _mm512_set1_ps(block.beta), value);
+        }
+        if !block.bias.is_null() {
+            value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask, block.bias));
         }
         _mm512_mask_storeu_ps(out, mask, value);
     }
@@ -315,13 +348,16 @@ unsafe fn avx2<const R: usize>(block: Block) {
                 if block.beta != 0.0 {
                     value = _mm256_fmadd_ps(_mm256_loadu_ps(at), beta, value);
                 }
+                if !block.bias.is_null() {
+                    value = _mm256_add_ps(value, _mm256_loadu_ps(block.bias.add(8 * half)));
+                }
                 _mm256_storeu_ps(at, value);
             }
         } else {
             let mut row = [0.0f32; 16];
             _mm256_storeu_ps(row.as_mut_ptr(), sums[0]);
             _mm256_storeu_ps(row.as_mut_ptr().add(8), sums[1]);
-            store_partial_row(&row, out, block.cols, block.alpha, block.beta);
+            store_partial_row(&row, out, block.cols, block.alpha, block.beta, block.bias);
         }
     }
 }
@@ -351,13 +387,16 @@ unsafe fn simd128<const R: usize>(block: Block) {
                 if block.beta != 0.0 {
                     value = f32x4_add(value, f32x4_mul(v128_load(at), beta));
                 }
+                if !block.bias.is_null() {
+                    value = f32x4_add(value, v128_load(block.bias.add(4 * half) as *const v128));
+                }
                 v128_store(at, value);
             }
         } else {
             let mut row = [0.0f32; 8];
             v128_store(row.as_mut_ptr() as *mut v128, sums[0]);
             v128_store(row.as_mut_ptr().add(4) as *mut v128, sums[1]);
-            store_partial_row(&row, out, block.cols, block.alpha, block.beta);
+            store_partial_row(&row, out, block.cols, block.alpha, block.beta, block.bias);
         }
     }
 }
@@ -421,7 +460,7 @@ mod tests {
                 kernel, m, k, n, 1.5,
                 a.as_ptr(), sa.0 as isize, sa.1 as isize,
                 b.as_ptr(), sb.0 as isize, sb.1 as isize,
-                beta, c.as_mut_ptr(), rsc as isize, 1,
+                beta, std::ptr::null(), c.as_mut_ptr(), rsc as isize, 1,
             );
         }
         let case = format!("{kernel:?} m{m} k{k} n{n} ta{transpose_a} tb{transpose_b} beta{beta}");
@@ -439,6 +478,20 @@ mod tests {
     }
 
     #[test]
+    fn affine_matches_bias_then_product() {
+        for (m, k, n) in [(1, 1, 1), (9, 17, 33), (70, 64, 89), (64, 16, 16)] {
+            let (inp, w, bias) = (values(m * k, 0.37), values(k * n, 0.11), values(n, 0.7));
+            let mut fused = vec![f32::NAN; m * n];
+            affine(m, k, n, &inp, &w, &bias, &mut fused);
+            let mut plain: Vec<f32> = bias.iter().copied().cycle().take(m * n).collect();
+            unsafe {
+                sgemm(m, k, n, 1.0, inp.as_ptr(), k as isize, 1, w.as_ptr(), n as isize, 1, 1.0, plain.as_mut_ptr(), n as isize, 1);
+            }
+            assert!(fused.iter().zip(&plain).all(|(x, y)| x.to_bits() == y.to_bits()), "m{m} k{k} n{n}");
+        }
+    }
+
+    #[test]
     fn threads_give_identical_bits() {
         let (m, k, n) = (301, 64, 65);
         let a = values(m * k, 0.37);
@@ -447,7 +500,7 @@ mod tests {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let mut c = vec![0.0f32; m * n];
             pool.install(|| unsafe {
-                sgemm_with(kernel, m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, 0.0, c.as_mut_ptr(), n as isize, 1);
+                sgemm_with(kernel, m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, 0.0, std::ptr::null(), c.as_mut_ptr(), n as isize, 1);
             });
             c
         };
