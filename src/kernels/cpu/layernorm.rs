@@ -50,8 +50,8 @@ fn forward_rows<F: Scalar>(
         let mu = sum_of(row, |z| z) / count;
         let var = sum_of(row, |z| (z - mu) * (z - mu)) / count;
         let r = F::one() / (var + eps).sqrt();
-        for (k, (o, &z)) in out_row.iter_mut().zip(row).enumerate() {
-            *o = gamma[k] * ((z - mu) * r) + beta[k];
+        for (((o, &z), &g), &b) in out_row.iter_mut().zip(row).zip(&gamma[..d]).zip(&beta[..d]) {
+            *o = g * ((z - mu) * r) + b;
         }
         *mean_out = mu;
         *rstd_out = r;
@@ -90,14 +90,16 @@ fn input_grad_rows<F: Scalar>(dinp: &mut [F], dout: &[F], inp: &[F], mean: &[F],
         .enumerate()
     {
         let (mu, r) = (mean[n], rstd[n]);
+        // Slices of known length d let the loops below drop bounds checks.
+        let (dout_row, inp_row) = (&dout_row[..d], &inp_row[..d]);
         // With x̂ the normalised row and g = γ ⊙ dout:
         // dinp = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂)).
         let g_mean = sum_by(d, |k| gamma[k] * dout_row[k]) / count;
         let gx_mean = sum_by(d, |k| gamma[k] * dout_row[k] * ((inp_row[k] - mu) * r)) / count;
-        for k in 0..d {
-            let xhat = (inp_row[k] - mu) * r;
-            let g = gamma[k] * dout_row[k];
-            dinp_row[k] = r * (g - g_mean - xhat * gx_mean);
+        for (((di, &z), &go), &ga) in dinp_row.iter_mut().zip(inp_row).zip(dout_row).zip(gamma) {
+            let xhat = (z - mu) * r;
+            let g = ga * go;
+            *di = r * (g - g_mean - xhat * gx_mean);
         }
     }
 }
@@ -109,10 +111,10 @@ fn param_grads<F: Scalar>(dgamma: &mut [F], dbeta: &mut [F], dout: &[F], inp: &[
     let (dgamma, dbeta) = (&mut dgamma[..d], &mut dbeta[..d]);
     for (n, (dout_row, inp_row)) in dout.chunks_exact(d).zip(inp.chunks_exact(d)).enumerate() {
         let (mu, r) = (mean[n], rstd[n]);
-        for k in 0..d {
-            let xhat = (inp_row[k] - mu) * r;
-            dgamma[k] = dgamma[k] + dout_row[k] * xhat;
-            dbeta[k] = dbeta[k] + dout_row[k];
+        for (((dg, db), &go), &z) in dgamma.iter_mut().zip(dbeta.iter_mut()).zip(dout_row).zip(inp_row) {
+            let xhat = (z - mu) * r;
+            *dg = *dg + go * xhat;
+            *db = *db + go;
         }
     }
 }
