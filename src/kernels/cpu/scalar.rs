@@ -78,7 +78,7 @@ impl Scalar for f32 {
         p = p * r + 8.333_452e-3;
         p = p * r + 4.166_579_6e-2;
         p = p * r + 1.666_666_5e-1;
-        p = p * r + 5.000_000_1e-1;
+        p = p * r + 0.5;
         let exp_r = p * r * r + r + 1.0;
         // 2^n built in the exponent bits; n is in [-126, 127] after the
         // clamp and sits in the low mantissa bits of `shifted`, which avoids

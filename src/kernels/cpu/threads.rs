@@ -26,7 +26,7 @@ pub fn for_each_part(count: usize, min_part: usize, align: usize, work: impl Fn(
 /// consecutive groups of at least `min_rows` rows, in parallel where there
 /// are threads.
 pub fn for_each_rows<T: Send>(data: &mut [T], rows: usize, min_rows: usize, work: impl Fn(usize, &mut [T]) + Sync) {
-    let row_len = if rows == 0 { 0 } else { data.len() / rows };
+    let row_len = data.len().checked_div(rows).unwrap_or(0);
     assert_eq!(row_len * rows, data.len(), "for_each_rows: {} elements do not make {rows} rows", data.len());
     let base = SharedMut(data.as_mut_ptr());
     for_each_part(rows, min_rows, 1, |part| {
