@@ -25,7 +25,7 @@ const heads = 4;
 
 // Runs to measure: untimed warm-up steps, then timed steps. The counts keep
 // each run under a minute on a 2-core x86_64 machine. SwiftShader trains the
-// small model at about 0.1 steps/s there, so the WebGPU path measures only
+// small model at about 0.3 steps/s there, so the WebGPU path measures only
 // that model and few steps.
 const runs = [
   { backend: 'cpu', model: 'small', warmup: 20, timed: 300 },
@@ -50,7 +50,7 @@ function corpusVocabulary() {
   return new Set(text).size;
 }
 
-/** Prints the size of the one .wasm in dist/, raw and after gzip -9. */
+/** Prints the size of the one .wasm in dist/, raw and after gzip level 9 with node's zlib. */
 function reportWasmSize() {
   const files = readdirSync(distDir).filter((name) => name.endsWith('.wasm'));
   if (files.length !== 1) {

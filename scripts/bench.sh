@@ -12,7 +12,7 @@
 # scripts/setup.sh installs (the corpus, lavapipe, Chromium, node_modules)
 # and a page built by scripts/build-web.sh in dist/. PyTorch figures need
 # LNLAB_TORCH_PYTHON, or /work/torchenv/bin/python, to be a Python with torch
-# and safetensors; without one they are skipped. Takes about 5 minutes on
+# and safetensors; without one they are skipped. Takes about 4 minutes on
 # 2 cores. Run it by hand on an otherwise idle machine: CI does not run it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,8 +47,8 @@ echo "load average (1, 5, 15 min) at start: $(load_average)"
 echo "building the bench_train example (release)" >&2
 cargo build --release --quiet --example bench_train
 
-# PyTorch's two figures follow right after, so that each pair shares the
-# machine's state as closely as one run allows.
+# The PyTorch runs follow the native ones directly, so that both share the
+# machine's state as closely as one suite run allows.
 for threads in 1 2; do
     section "native CPU reference, $threads thread(s)"
     run cargo run --release --quiet --example bench_train -- --model small --placement pre --warmup 3 --steps 100 --threads "$threads"
@@ -65,12 +65,12 @@ else
     echo "skipped: $torch_python is not a Python with torch and safetensors; set LNLAB_TORCH_PYTHON"
 fi
 
-# On lavapipe the large model takes minutes per step (about 16 times the
-# standard model's work), so the suite leaves it out.
+# On lavapipe the large model would take about 25 s per step (estimated
+# from 16 times the standard model's work), so the suite leaves it out.
 section "native GPU path (WGSL through wgpu)"
 run cargo run --release --quiet --example bench_train -- --backend gpu --model small --placement pre --warmup 1 --steps 5
 run cargo run --release --quiet --example bench_train -- --backend gpu --model standard --placement pre --warmup 1 --steps 3
-echo "large: skipped, several minutes per step on a software adapter"
+echo "large: skipped, about 25 s per step (estimated) on a software adapter"
 
 section "page in headless Chromium"
 if [ -d node_modules/playwright-core ] && ls dist/*.wasm >/dev/null 2>&1; then

@@ -1,7 +1,7 @@
 //! Buffers the forward and backward passes reuse from one step to the next.
 //!
 //! A training step fills about a hundred large vectors. Allocating them
-//! zeroed each step cost about 7% of a step in memset alone, so the CPU
+//! zeroed each step cost 6 to 7% of a step in memset alone, so the CPU
 //! backend hands a finished pass back with [`recycle`], and [`buffer`]
 //! takes from those before it allocates.
 
@@ -20,8 +20,8 @@ thread_local! {
 /// Returns a vector of `len` elements whose contents are unspecified:
 /// stale values from an earlier step, or zeros. Use it only for outputs
 /// that a kernel overwrites entirely. Builds with debug assertions (the
-/// tests) fill a reused buffer with NaN, so a kernel that leaves an
-/// element unwritten shows up as a non-finite result.
+/// tests) fill a reused buffer with NaN, so from the second step on, a
+/// kernel that leaves an element unwritten shows up as a non-finite result.
 pub fn buffer<F: Scalar>(len: usize) -> Vec<F> {
     let reused = FREE.with_borrow_mut(|free| {
         let list = free.get_mut(&TypeId::of::<F>())?.downcast_mut::<Vec<Vec<F>>>()?;

@@ -27,8 +27,9 @@ impl AttentionShape {
 /// Shapes: qkv [B, T, 3d] with q, k, v at column offsets 0, d, 2d and head h
 /// in columns h·d_h..(h+1)·d_h of each; out [B, T, d]; probs [B, H, T, T].
 ///
-/// Each head's scores and weighted sum are two matrix products over all
-/// T×T pairs; the causal mask then only costs the unused upper half.
+/// Each head's scores and weighted sum are matrix products over blocks of
+/// 32 query rows, and each block reads only the keys up to its last row
+/// (see [`causal_blocks`]).
 pub fn attention_forward<F: Scalar>(out: &mut [F], probs: &mut [F], qkv: &[F], shape: AttentionShape) {
     let AttentionShape { batch, context: t_len, width: d, heads } = shape;
     let (out_len, probs_len) = (t_len * d, heads * t_len * t_len);
@@ -138,7 +139,7 @@ fn sequence_backward<F: Scalar>(dqkv: &mut [F], dscores: &mut [F], dout: &[F], q
         });
 
         // Softmax backward: dS_ts = P_ts·(dP_ts − Σ_s' P_ts'·dP_ts'), times
-        // the score scale, and 0 for future positions, whose dP was not formed.
+        // the score scale, and 0 for future positions, whose dP is not used.
         for t in 0..t_len {
             let row = &probs[p_at + t * t_len..][..=t];
             let (past, future) = dscores[t * t_len..][..t_len].split_at_mut(t + 1);
@@ -195,6 +196,28 @@ mod tests {
             let total: f64 = probs[t * 3..t * 3 + 3].iter().sum();
             assert!((total - 1.0).abs() < 1e-12);
         }
+    }
+
+    /// Wide heads make each causal block's product split over threads
+    /// inside a sequence that already runs on one: nested parallel parts.
+    #[test]
+    fn nested_threads_give_identical_bits() {
+        let shape = AttentionShape { batch: 4, context: 128, width: 256, heads: 4 };
+        let qkv: Vec<f32> = (0..4 * 128 * 768).map(|i| (i as f32 * 0.001).sin()).collect();
+        let dout: Vec<f32> = (0..4 * 128 * 256).map(|i| (i as f32 * 0.003).cos()).collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let (mut out, mut probs) = (vec![0.0f32; dout.len()], vec![0.0f32; 4 * 4 * 128 * 128]);
+                attention_forward(&mut out, &mut probs, &qkv, shape);
+                let mut dqkv = vec![0.0f32; qkv.len()];
+                attention_backward(&mut dqkv, &dout, &qkv, &probs, shape);
+                (out, dqkv)
+            })
+        };
+        let (one, four) = (run(1), run(4));
+        assert!(one.0.iter().zip(&four.0).all(|(a, b)| a.to_bits() == b.to_bits()), "forward differs");
+        assert!(one.1.iter().zip(&four.1).all(|(a, b)| a.to_bits() == b.to_bits()), "backward differs");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub fn layernorm_forward<F: Scalar>(
     let rows = mean.len();
     assert_eq!(rstd.len(), rows, "layernorm_forward: mean and rstd differ in length");
     assert_eq!(inp.len(), rows * d, "layernorm_forward: inp is not [N, d]");
+    assert_eq!(out.len(), rows * d, "layernorm_forward: out is not [N, d]");
     let (mean, rstd) = (SharedMut(mean.as_mut_ptr()), SharedMut(rstd.as_mut_ptr()));
     for_each_rows(out, rows, MIN_ROWS, |first, out| {
         let n = out.len() / d.max(1);
@@ -69,6 +70,10 @@ pub fn layernorm_backward<F: Scalar>(
     dout: &[F], inp: &[F], mean: &[F], rstd: &[F], gamma: &[F], d: usize,
 ) {
     let rows = mean.len();
+    assert_eq!(rstd.len(), rows, "layernorm_backward: mean and rstd differ in length");
+    for (name, len) in [("dinp", dinp.len()), ("dout", dout.len()), ("inp", inp.len())] {
+        assert_eq!(len, rows * d, "layernorm_backward: {name} is not [N, d]");
+    }
     for_each_rows(dinp, rows, MIN_ROWS, |first, dinp| {
         let n = dinp.len() / d.max(1);
         let (dout, inp) = (&dout[first * d..][..n * d], &inp[first * d..][..n * d]);

@@ -75,8 +75,28 @@ impl View {
         if rows == 0 || cols == 0 {
             return;
         }
-        let last = self.offset + (rows - 1) * self.row + (cols - 1) * self.col;
-        assert!(last < len, "gemm_view: {name} reaches element {last} of {len}");
+        let last = (rows - 1)
+            .checked_mul(self.row)
+            .and_then(|r| (cols - 1).checked_mul(self.col).and_then(|c| r.checked_add(c)))
+            .and_then(|span| span.checked_add(self.offset));
+        match last {
+            Some(last) if last < len => {}
+            _ => panic!("gemm_view: {name} reaches past element {len}"),
+        }
+    }
+
+    /// Panics if two elements of a `rows`×`cols` matrix share an address,
+    /// which a product's output must not: its rows may be written from
+    /// different threads.
+    fn check_distinct(&self, rows: usize, cols: usize) {
+        let distinct = match (rows > 1, cols > 1) {
+            (false, false) => true,
+            (true, false) => self.row > 0,
+            (false, true) => self.col > 0,
+            // Row-major or column-major without overlap.
+            (true, true) => (self.col == 1 && self.row >= cols) || (self.row == 1 && self.col >= rows),
+        };
+        assert!(distinct, "gemm_view: C's elements overlap (row step {}, column step {})", self.row, self.col);
     }
 }
 
@@ -93,6 +113,7 @@ pub fn gemm_view<F: Scalar>(
     va.check(m, k, a.len(), "A");
     vb.check(k, n, b.len(), "B");
     vc.check(m, n, c.len(), "C");
+    vc.check_distinct(m, n);
     if m == 0 || n == 0 {
         return;
     }
@@ -183,6 +204,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "C's elements overlap")]
+    fn overlapping_output_rows_are_rejected() {
+        let (a, b) = (vec![1.0f32; 4 * 2], vec![1.0f32; 2 * 3]);
+        let mut c = vec![0.0f32; 3];
+        gemm_view(4, 2, 3, 1.0, &a, View::rows(0, 2), &b, View::rows(0, 3), 0.0, &mut c, View { offset: 0, row: 0, col: 1 });
+    }
+
+    #[test]
+    #[should_panic(expected = "reaches past element")]
+    fn wrapping_view_is_rejected() {
+        let (a, b) = (vec![1.0f32; 4], vec![1.0f32; 4]);
+        let mut c = vec![0.0f32; 4];
+        let huge = View { offset: 1, row: usize::MAX, col: 1 };
+        gemm_view(2, 2, 2, 1.0, &a, huge, &b, View::rows(0, 2), 0.0, &mut c, View::rows(0, 2));
     }
 
     #[test]

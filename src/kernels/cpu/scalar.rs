@@ -13,7 +13,9 @@ pub trait Scalar:
     ///
     /// # Safety
     /// Every index reachable through the shapes and strides must be inside
-    /// the slices; `matmul.rs` checks this before calling.
+    /// the slices, and no two elements of C may share an address (f32 rows
+    /// may be written from different threads); `matmul.rs` checks both
+    /// before calling.
     #[allow(clippy::too_many_arguments)]
     unsafe fn gemm_raw(
         m: usize, k: usize, n: usize, alpha: Self,
@@ -55,10 +57,10 @@ impl Scalar for f32 {
     }
 
     /// Computes exp by range reduction, `x = n·ln 2 + r` with |r| ≤ ln 2 / 2,
-    /// and a degree-7 polynomial for exp(r); the tests check it stays within
-    /// 2 units in the last place of the f64 result. Returns +inf above 88
-    /// (the true value exceeds 1.6e38) and 0 below −87 (where it is
-    /// subnormal); NaN stays NaN. The C library's `expf` is a call per
+    /// and a degree-7 polynomial for exp(r). The tests check a relative
+    /// error of at most 2·2⁻²³ against f64 on a grid of step 0.0013.
+    /// Returns +inf above 88 and 0 below −87, although exp is finite up to
+    /// about 88.72 and normal down to about −87.34; NaN stays NaN. The C library's `expf` is a call per
     /// element that no loop vectorises, which made it a tenth of a
     /// training step's time.
     #[inline(always)]

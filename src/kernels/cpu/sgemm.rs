@@ -3,13 +3,14 @@
 //! and for WebAssembly built with simd128.
 //!
 //! The lab's products are small: a block multiplies 1024×64 by 64×192, and
-//! one attention head 64×16 by 16×64. A general library packs both
-//! operands on every call, which costs as much as the arithmetic at these
-//! sizes. Here only B is packed, into column panels NR wide, and A is read
+//! one attention head 32×16 by 16×64 per block of queries. A general
+//! library packs both operands on every call, which cost about half as much
+//! as its arithmetic at these sizes. Here only B is packed, into column panels NR wide, and A is read
 //! in place. Each micro-kernel call keeps an MR×NR block of C in registers
 //! for the whole inner dimension and writes it once.
 //!
-//! Other targets, and C with a column stride other than 1, use matrixmultiply.
+//! Other targets, x86-64 CPUs without AVX2 and FMA, and C with a column
+//! stride other than 1 use matrixmultiply.
 
 // A WebAssembly build without simd128 has no micro-kernel, so most of this
 // file goes unused there.
@@ -125,7 +126,8 @@ struct Block {
 ///
 /// # Safety
 /// Every element the shapes and strides address must be inside a live
-/// allocation, and C must not overlap A or B.
+/// allocation, C must not overlap A or B, and no two elements of C may
+/// share an address (rows of C may be written from different threads).
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn sgemm(
     m: usize, k: usize, n: usize, alpha: f32,
@@ -160,10 +162,13 @@ pub fn affine(m: usize, k: usize, n: usize, inp: &[f32], w: &[f32], bias: &[f32]
     };
 }
 
-/// [`sgemm`] on the given micro-kernel, or on matrixmultiply for `None`.
+/// [`sgemm`] on the given micro-kernel, or on matrixmultiply for `None`,
+/// adding `bias` (n values, or null) to every row of C.
 ///
 /// # Safety
-/// As for [`sgemm`]; the kernel must run on this CPU.
+/// As for [`sgemm`]; the kernel must run on this CPU. `bias` must be null
+/// unless a micro-kernel runs, that is C has column stride 1 and m, n and
+/// k are all positive: matrixmultiply has no bias and ignores it.
 #[allow(clippy::too_many_arguments)]
 unsafe fn sgemm_with(
     kernel: Option<Kernel>,
@@ -184,7 +189,12 @@ unsafe fn sgemm_with(
     // A row-major B already holds each full panel as k rows of nr
     // consecutive values; only the ragged last panel needs copying then.
     let direct = if csb == 1 && rsb >= 0 { n / nr } else { 0 };
-    PANELS.with_borrow_mut(|panels| {
+    // The buffer leaves its cell while the parts run: a thread that waits
+    // for them may meanwhile run another product from the same pool, which
+    // then finds the cell empty and allocates its own.
+    let mut panels = PANELS.take();
+    {
+        let panels = &mut panels;
         pack_panels(panels, k, n, nr, direct * nr, b, rsb, csb);
         let (a, b, c, packed, bias) = (Shared(a), Shared(b), SharedMut(c), Shared(panels.as_ptr()), Shared(bias));
         // Enough rows per thread that the arithmetic (about 2^17
@@ -218,7 +228,8 @@ unsafe fn sgemm_with(
                 }
             }
         });
-    });
+    }
+    PANELS.set(panels);
 }
 
 /// Copies the columns `first..n` of B into `panels`: panel q holds

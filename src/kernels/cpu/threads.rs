@@ -23,8 +23,8 @@ pub fn for_each_part(count: usize, min_part: usize, align: usize, work: impl Fn(
 }
 
 /// Splits `data` into `rows` rows and calls `work(first_row, part)` on
-/// consecutive groups of at least `min_rows` rows, in parallel where there
-/// are threads.
+/// consecutive groups of at least `min_rows` rows (except the last), in
+/// parallel where there are threads.
 pub fn for_each_rows<T: Send>(data: &mut [T], rows: usize, min_rows: usize, work: impl Fn(usize, &mut [T]) + Sync) {
     let row_len = data.len().checked_div(rows).unwrap_or(0);
     assert_eq!(row_len * rows, data.len(), "for_each_rows: {} elements do not make {rows} rows", data.len());
@@ -37,8 +37,8 @@ pub fn for_each_rows<T: Send>(data: &mut [T], rows: usize, min_rows: usize, work
     });
 }
 
-/// Returns how many parts `count` items make: one per thread, but none
-/// smaller than `min_part`.
+/// Returns how many parts `count` items make: one per thread, but few
+/// enough that each holds about `min_part` items or more.
 fn part_count(count: usize, min_part: usize) -> usize {
     threads().min(count / min_part.max(1)).max(1)
 }
