@@ -761,3 +761,12 @@ fn text_file_split_character_rejected() {
     let message = error.to_string();
     assert!(message.contains(&format!("byte offset {whale}")), "{message}");
 }
+
+#[test]
+fn run_file_without_version_named() {
+    let mut run: Value = serde_json::from_str(&valid_files().run_json).unwrap();
+    run.as_object_mut().unwrap().remove("schema_version");
+    let error = RunFile::from_json(run.to_string().as_bytes()).unwrap_err();
+    assert!(matches!(error, RunFileError::MissingVersion), "{error:?}");
+    assert!(error.to_string().contains("no schema_version"), "{error}");
+}

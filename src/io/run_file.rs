@@ -80,6 +80,8 @@ pub enum RunFileError {
     WrongSchema { found: String },
     #[error("run file has schema version {found}; this lnlab reads version {SCHEMA_VERSION}")]
     UnsupportedVersion { found: u32 },
+    #[error("run file has no schema_version; this lnlab reads version {SCHEMA_VERSION}")]
+    MissingVersion,
     #[error("run file is inconsistent: {0}")]
     Inconsistent(String),
 }
@@ -124,7 +126,8 @@ impl RunFile {
         }
         match header.schema_version {
             Some(SCHEMA_VERSION) => {}
-            found => return Err(RunFileError::UnsupportedVersion { found: found.unwrap_or(0) }),
+            Some(found) => return Err(RunFileError::UnsupportedVersion { found }),
+            None => return Err(RunFileError::MissingVersion),
         }
         let run: RunFile = serde_json::from_slice(bytes)?;
         run.check()?;

@@ -616,7 +616,14 @@ fn Status(lab: Lab) -> impl IntoView {
     };
     let queued = move || {
         let left = lab.queue.with(|q| q.len());
-        (left > 0).then(|| format!(" · {left} more preset run{} queued", if left == 1 { "" } else { "s" }))
+        if left == 0 {
+            None
+        } else if lab.state.get() == RunState::Idle {
+            // Nothing has trained yet, so the loaded run counts too.
+            Some(format!(" · Train runs this preset's {} runs one after another", left + 1))
+        } else {
+            Some(format!(" · {left} more preset run{} queued", if left == 1 { "" } else { "s" }))
+        }
     };
     view! {
         <p class="status">

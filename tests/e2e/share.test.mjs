@@ -62,6 +62,8 @@ describe('links, presets and the run list', () => {
       assert.ok(await page.locator('#width').isEnabled(), '#width is locked but hide= does not name it');
       const queued = Number(await page.locator('#status').getAttribute('data-queued'));
       assert.ok(queued >= 1, `#status data-queued is ${queued}, expected the preset's further runs`);
+      const statusLine = await page.locator('p.status').innerText();
+      assert.ok(statusLine.includes("Train runs this preset's 2 runs"), `the idle status line is "${statusLine}", expected it to count both runs`);
       assert.equal(await page.locator('#placement').inputValue(), 'pre', 'the first run of pre-vs-peri is not Pre-LN');
     } finally {
       await page.close();
