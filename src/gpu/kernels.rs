@@ -385,7 +385,7 @@ impl Kernels {
         self.matmul_with(ctx, plan, shape, a, b, bias, c, Epilogue::None);
     }
 
-    /// [`Kernels::matmul`] followed by `epilogue`.
+    /// Records [`Kernels::matmul`] followed by `epilogue`.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul_with(
         &self, ctx: &GpuContext, plan: &mut Plan, shape: MatmulShape, a: View, b: View, bias: Option<View>, c: View, epilogue: Epilogue,
@@ -503,8 +503,8 @@ impl Kernels {
         self.layernorm_forward_with(ctx, plan, rows, d, inp, weights, gamma_offset, beta_offset, out, stats, None);
     }
 
-    /// [`Kernels::layernorm_forward`]; with `residual` = (r, s) it writes
-    /// out = r + s·LayerNorm(inp) instead. r must not be in `out`'s buffer.
+    /// Records [`Kernels::layernorm_forward`]. With `residual` = (r, s) it
+    /// writes out = r + s·LayerNorm(inp) instead. r must not be in `out`'s buffer.
     #[allow(clippy::too_many_arguments)]
     pub fn layernorm_forward_with(
         &self, ctx: &GpuContext, plan: &mut Plan, rows: usize, d: usize,
@@ -535,8 +535,8 @@ impl Kernels {
         self.layernorm_backward_with(ctx, plan, rows, d, dout, 1.0, inp, stats, weights, gamma_offset, beta_offset, dinp, grads, None);
     }
 
-    /// [`Kernels::layernorm_backward`] for the output gradient
-    /// dout_scale·dout; with a `residual`, dinp receives residual plus the
+    /// Records [`Kernels::layernorm_backward`] for the output gradient
+    /// dout_scale·dout. With a `residual`, dinp receives residual plus the
     /// input gradient. The residual must not be in `dinp`'s buffer.
     #[allow(clippy::too_many_arguments)]
     pub fn layernorm_backward_with(

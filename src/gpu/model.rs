@@ -264,8 +264,8 @@ impl GpuModel {
         );
     }
 
-    /// y = x·W + b for a weight `[c_in, c_out]` in the parameter buffer,
-    /// followed by `epilogue`.
+    /// Records y = x·W + b for a weight `[c_in, c_out]` in the parameter
+    /// buffer, followed by `epilogue`.
     #[allow(clippy::too_many_arguments)]
     fn linear(
         &self, ctx: &GpuContext, k: &Kernels, plan: &mut Plan, x: &wgpu::Buffer, weight: usize, bias: usize, c_in: usize, c_out: usize,
@@ -277,7 +277,7 @@ impl GpuModel {
         k.matmul_with(ctx, plan, shape, View::whole(x), w, Some(b), View::whole(y), epilogue);
     }
 
-    /// Backward of [`GpuModel::linear`] for the output gradient scale·dy:
+    /// Records the backward of [`GpuModel::linear`] for the output gradient scale·dy:
     /// dx = scale·dy·Wᵀ followed by `dx_epilogue`, then dW += scale·xᵀ·dy
     /// and db += scale·1ᵀ·dy in one dispatch.
     #[allow(clippy::too_many_arguments)]

@@ -106,7 +106,7 @@ impl<F> LnStats<F> {
 }
 
 impl<F> ForwardPass<F> {
-    /// Returns every buffer of the pass, for [`super::scratch::recycle`].
+    /// Returns every buffer of the pass, to hand to [`super::scratch::recycle`].
     pub fn into_buffers(self) -> Vec<Vec<F>> {
         let mut buffers = vec![self.embedded, self.head_input, self.probs];
         buffers.extend(self.states);

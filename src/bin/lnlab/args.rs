@@ -138,7 +138,7 @@ pub struct TrainArgs {
     /// Compute backend that runs the training
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendArg,
-    /// Threads of the CPU backend, an integer in [1, 256] [default: every core]. Results do not depend on it
+    /// Threads of the CPU backend, an integer in [1, 256] [default: one per logical CPU]. Results do not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
     /// Run file to write (JSON)

@@ -50,7 +50,7 @@ pub fn attention_forward<F: Scalar>(out: &mut [F], probs: &mut [F], qkv: &[F], s
 }
 
 wide_simd! {
-/// [`attention_forward`] on one sequence: out [T, d], probs [H, T, T], qkv [T, 3d].
+/// Computes [`attention_forward`] on one sequence: out [T, d], probs [H, T, T], qkv [T, 3d].
 fn sequence_forward<F: Scalar>(out: &mut [F], probs: &mut [F], qkv: &[F], shape: AttentionShape) {
     let AttentionShape { context: t_len, width: d, heads, .. } = shape;
     let dh = shape.head_dim();
@@ -114,7 +114,7 @@ pub fn attention_backward<F: Scalar>(dqkv: &mut [F], dout: &[F], qkv: &[F], prob
 }
 
 wide_simd! {
-/// [`attention_backward`] on one sequence, with `dscores` [T, T] as scratch.
+/// Computes [`attention_backward`] on one sequence, with `dscores` [T, T] as scratch.
 fn sequence_backward<F: Scalar>(dqkv: &mut [F], dscores: &mut [F], dout: &[F], qkv: &[F], probs: &[F], shape: AttentionShape) {
     let AttentionShape { context: t_len, width: d, heads, .. } = shape;
     let dh = shape.head_dim();

@@ -21,8 +21,8 @@ pub fn gelu_forward<F: Scalar>(out: &mut [F], inp: &[F]) {
     for_each_rows(out, inp.len(), MIN_PART, |first, out| forward_part(out, &inp[first..][..out.len()]));
 }
 
-/// [`gelu_forward`] that also stores the gate σ(2u) of every element, so
-/// that [`gelu_backward_with_gate`] needs no second `exp`.
+/// Computes [`gelu_forward`] and also stores the gate σ(2u) of every
+/// element, so that [`gelu_backward_with_gate`] needs no second `exp`.
 ///
 /// Shapes: inp, out, gate [N].
 pub fn gelu_forward_keeping_gate<F: Scalar>(out: &mut [F], gate: &mut [F], inp: &[F]) {
@@ -47,8 +47,8 @@ pub fn gelu_backward<F: Scalar>(dinp: &mut [F], dout: &[F], inp: &[F]) {
     });
 }
 
-/// [`gelu_backward`] from the gate that [`gelu_forward_keeping_gate`]
-/// stored; the results are identical. Shapes: dout, inp, gate, dinp [N].
+/// Computes [`gelu_backward`] from the gate that [`gelu_forward_keeping_gate`]
+/// stored. The results are identical. Shapes: dout, inp, gate, dinp [N].
 pub fn gelu_backward_with_gate<F: Scalar>(dinp: &mut [F], dout: &[F], inp: &[F], gate: &[F]) {
     assert_eq!(dinp.len(), inp.len(), "gelu_backward_with_gate: dinp and inp differ in length");
     assert_eq!(dout.len(), inp.len(), "gelu_backward_with_gate: dout and inp differ in length");

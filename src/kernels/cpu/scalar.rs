@@ -27,7 +27,7 @@ pub trait Scalar:
 
     /// Writes `out = inp·w + bias` on row-major matrices: inp m×k, w k×n,
     /// bias [n], out m×n. The default copies the bias into every row and
-    /// adds the product; f32 adds the bias as it stores the product, which
+    /// adds the product. f32 adds the bias as it stores the product, which
     /// rounds the same way.
     fn affine(m: usize, k: usize, n: usize, inp: &[Self], w: &[Self], bias: &[Self], out: &mut [Self]) {
         for row in out.chunks_exact_mut(n.max(1)) {
@@ -60,9 +60,9 @@ impl Scalar for f32 {
     /// and a degree-7 polynomial for exp(r). The tests check a relative
     /// error of at most 2·2⁻²³ against f64 on a grid of step 0.0013.
     /// Returns +inf above 88 and 0 below −87, although exp is finite up to
-    /// about 88.72 and normal down to about −87.34; NaN stays NaN. The C library's `expf` is a call per
-    /// element that no loop vectorises, which made it a tenth of a
-    /// training step's time.
+    /// about 88.72 and normal down to about −87.34. NaN stays NaN. The C
+    /// library's `expf` is a call per element that no loop vectorises,
+    /// which made it a tenth of a training step's time.
     #[inline(always)]
     fn fast_exp(self) -> f32 {
         const LOG2_E: f32 = std::f32::consts::LOG2_E;
@@ -71,10 +71,12 @@ impl Scalar for f32 {
         const LN2_LOW: f32 = -2.121_944_4e-4;
         // Adding and subtracting 1.5·2^23 rounds to the nearest integer.
         const ROUND: f32 = 12_582_912.0;
+
         let x = self.clamp(-87.0, 88.0);
         let shifted = x * LOG2_E + ROUND;
         let n = shifted - ROUND;
         let r = (x - n * LN2_HIGH) - n * LN2_LOW;
+
         let mut p = 1.987_569_2e-4_f32;
         p = p * r + 1.398_199_9e-3;
         p = p * r + 8.333_452e-3;
@@ -82,12 +84,14 @@ impl Scalar for f32 {
         p = p * r + 1.666_666_5e-1;
         p = p * r + 0.5;
         let exp_r = p * r * r + r + 1.0;
-        // 2^n built in the exponent bits; n is in [-126, 127] after the
-        // clamp and sits in the low mantissa bits of `shifted`, which avoids
-        // a float-to-integer conversion that would stop vectorisation.
+
+        // 2^n is built in the exponent bits. After the clamp n is in
+        // [-126, 127] and sits in the low mantissa bits of `shifted`, so no
+        // float-to-integer conversion stops vectorisation.
         let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
         let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
         let value = exp_r * scale;
+
         if self > 88.0 {
             f32::INFINITY
         } else if self < -87.0 {
@@ -120,7 +124,7 @@ impl Scalar for f64 {
     }
 }
 
-/// Whether this CPU has AVX2 and FMA (the answer is cached by std).
+/// Returns whether this CPU has AVX2 and FMA (std caches the detection).
 #[cfg(target_arch = "x86_64")]
 pub fn has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -162,23 +166,11 @@ pub(crate) use wide_simd;
 
 /// Returns `Σ a_i·b_i` over the shorter length, summed in eight
 /// interleaved partial sums so the compiler can use SIMD lanes.
+#[inline(always)]
 pub fn dot<F: Scalar>(a: &[F], b: &[F]) -> F {
-    const LANES: usize = 8;
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    let mut partial = [F::zero(); LANES];
-    let mut chunks_a = a.chunks_exact(LANES);
-    let mut chunks_b = b.chunks_exact(LANES);
-    for (ca, cb) in (&mut chunks_a).zip(&mut chunks_b) {
-        for lane in 0..LANES {
-            partial[lane] = partial[lane] + ca[lane] * cb[lane];
-        }
-    }
-    let mut total = partial.iter().fold(F::zero(), |sum, &p| sum + p);
-    for (&x, &y) in chunks_a.remainder().iter().zip(chunks_b.remainder()) {
-        total = total + x * y;
-    }
-    total
+    sum_by(n, |i| a[i] * b[i])
 }
 
 /// Returns `Σ f(x_i)`, summed in eight interleaved partial sums like
@@ -206,8 +198,8 @@ pub fn max_of<F: Scalar>(values: &[F]) -> F {
 }
 
 /// Returns `Σ f(i)` for i in 0..len, summed in eight interleaved partial
-/// sums. `f` should index slices whose length the compiler knows is at
-/// least `len`, so that no bounds check stays in the loop.
+/// sums. `f` should index slices whose length is provably at least `len`,
+/// so that the compiler drops the bounds checks in the loop.
 #[inline(always)]
 pub fn sum_by<F: Scalar>(len: usize, f: impl Fn(usize) -> F) -> F {
     const LANES: usize = 8;

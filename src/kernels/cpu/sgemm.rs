@@ -162,8 +162,8 @@ pub fn affine(m: usize, k: usize, n: usize, inp: &[f32], w: &[f32], bias: &[f32]
     };
 }
 
-/// [`sgemm`] on the given micro-kernel, or on matrixmultiply for `None`,
-/// adding `bias` (n values, or null) to every row of C.
+/// Computes [`sgemm`] on the given micro-kernel, or on matrixmultiply for
+/// `None`, and adds `bias` (n values, or null) to every row of C.
 ///
 /// # Safety
 /// As for [`sgemm`]; the kernel must run on this CPU. `bias` must be null
@@ -186,8 +186,8 @@ unsafe fn sgemm_with(
         }
     };
     let (mr, nr) = (kernel.rows(), kernel.cols());
-    // A row-major B already holds each full panel as k rows of nr
-    // consecutive values; only the ragged last panel needs copying then.
+    // In a row-major B each full panel already is k rows of nr consecutive
+    // values, so only the ragged last panel needs copying.
     let direct = if csb == 1 && rsb >= 0 { n / nr } else { 0 };
     // The buffer leaves its cell while the parts run: a thread that waits
     // for them may meanwhile run another product from the same pool, which
@@ -232,7 +232,7 @@ unsafe fn sgemm_with(
     PANELS.set(panels);
 }
 
-/// Copies the columns `first..n` of B into `panels`: panel q holds
+/// Copies the columns `first..n` of B into `panels`. Panel q contains
 /// columns first + q·nr.. of every row, nr values per row, with zeros past
 /// column n.
 ///

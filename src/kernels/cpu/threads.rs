@@ -38,7 +38,7 @@ pub fn for_each_rows<T: Send>(data: &mut [T], rows: usize, min_rows: usize, work
 }
 
 /// Returns how many parts `count` items make: one per thread, but few
-/// enough that each holds about `min_part` items or more.
+/// enough that each contains about `min_part` items or more.
 fn part_count(count: usize, min_part: usize) -> usize {
     threads().min(count / min_part.max(1)).max(1)
 }
@@ -115,7 +115,7 @@ impl<T> Clone for Shared<T> {
 impl<T> Copy for Shared<T> {}
 
 impl<T> Shared<T> {
-    /// Returns the pointer (see [`SharedMut::get`]).
+    /// Returns the pointer; closures call it for the reason given at [`SharedMut::get`].
     pub fn get(self) -> *const T {
         self.0
     }
