@@ -108,6 +108,24 @@ impl CpuBackend {
         })
     }
 
+    /// Record the training loss of update `step` and apply its gradient,
+    /// unless the gradient (or an earlier one) is not finite.
+    pub fn apply_gradient(&mut self, loss: f64, mut grads: Vec<f32>, step: usize, lr: f64) {
+        self.pending_losses.push(loss);
+        if self.non_finite.is_some() {
+            return;
+        }
+        if let Some(non_finite) = self.non_finite_gradient(&grads, step) {
+            self.non_finite = Some(non_finite);
+            return;
+        }
+        if let Some(max_norm) = self.grad_clip {
+            clip_global_norm(&mut grads, max_norm);
+        }
+        self.optimizer.update(&mut self.model.params, &grads, lr, self.weight_decay);
+        recycle(vec![grads]);
+    }
+
     fn mean_loss(&self, batches: &[Batch]) -> Result<f64, TrainError> {
         let mut total = 0.0;
         for b in batches {
@@ -134,22 +152,15 @@ impl Backend for CpuBackend {
 
     fn train_step(&mut self, batch: &Batch, step: usize, lr: f64) -> Result<(), TrainError> {
         let pass = self.model.forward(&batch.inputs, &batch.targets, batch.batch, None)?;
-        self.pending_losses.push(pass.loss as f64);
         if self.non_finite.is_some() {
+            self.pending_losses.push(pass.loss as f64);
             return Ok(());
         }
         let gradients = self.model.backward(&pass, None);
-        let mut grads = gradients.params;
         recycle(gradients.states);
+        let loss = pass.loss as f64;
         recycle(pass.into_buffers());
-        if let Some(non_finite) = self.non_finite_gradient(&grads, step) {
-            self.non_finite = Some(non_finite);
-            return Ok(());
-        }
-        if let Some(max_norm) = self.grad_clip {
-            clip_global_norm(&mut grads, max_norm);
-        }
-        self.optimizer.update(&mut self.model.params, &grads, lr, self.weight_decay);
+        self.apply_gradient(loss, gradients.params, step, lr);
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod optimizer;
 pub mod schedule;
+pub mod sharded;
 pub mod trainer;
 
 pub use backend::{Backend, CpuBackend};

@@ -16,6 +16,7 @@ mod runs;
 mod session;
 mod share;
 mod tables;
+pub mod workers;
 
 use crate::config::DataConfig;
 use crate::data::Dataset;
@@ -92,6 +93,8 @@ struct Lab {
     settings: RwSignal<Settings>,
     view: RwSignal<ViewChoices>,
     backend: RwSignal<Option<BackendChoice>>,
+    /// Where the CPU path computes its steps, once a CPU run has started.
+    compute: RwSignal<Option<String>>,
     state: RwSignal<RunState>,
     steps_done: RwSignal<usize>,
     steps_per_second: RwSignal<f64>,
@@ -139,6 +142,7 @@ impl Lab {
             settings: RwSignal::new(Settings::default()),
             view: RwSignal::new(ViewChoices::default()),
             backend: RwSignal::new(None),
+            compute: RwSignal::new(None),
             state: RwSignal::new(RunState::Idle),
             steps_done: RwSignal::new(0),
             steps_per_second: RwSignal::new(0.0),
@@ -216,6 +220,7 @@ impl Lab {
         let start = RunStart::new(model, train, data, dataset, start_from).map_err(|e| e.to_string())?;
         let choice = self.backend.get_untracked().unwrap_or(BackendChoice::Cpu("WebGPU detection has not finished".into()));
         let (session, notice) = Session::start(start, &choice).await;
+        self.compute.set(session.compute());
         if let Some(notice) = notice {
             self.notice.set(Some(notice));
         }
@@ -229,6 +234,10 @@ impl Lab {
     /// Publishes the run's latest record and progress to the page.
     fn publish(self, session: &Session) {
         self.steps_done.set(session.steps_done());
+        let compute = session.compute();
+        if self.compute.get_untracked() != compute {
+            self.compute.set(compute);
+        }
         let Some(id) = self.active.get_untracked() else { return };
         self.runs.update(|list| {
             if let Some(entry) = list.iter_mut().find(|r| r.id == id) {
@@ -609,7 +618,13 @@ fn Buttons(lab: Lab) -> impl IntoView {
 #[component]
 fn Status(lab: Lab) -> impl IntoView {
     let backend_kind = move || lab.backend.get().map(|b| b.kind()).unwrap_or("detecting");
-    let backend_label = move || lab.backend.get().map(|b| b.label()).unwrap_or_else(|| "Detecting WebGPU…".into());
+    let backend_label = move || {
+        let label = lab.backend.get().map(|b| b.label()).unwrap_or_else(|| "Detecting WebGPU…".into());
+        match lab.compute.get() {
+            Some(place) if label.starts_with("CPU") => format!("{label} {place}"),
+            _ => label,
+        }
+    };
     let total = move || {
         let steps = lab.settings.with(|s| s.steps.clone());
         if steps.trim().parse::<usize>().is_ok() { steps } else { "?".into() }

@@ -9,7 +9,9 @@ use crate::io::run_file::RunFile;
 use crate::model::Model;
 use crate::page::link::BackendRequest;
 use crate::train::trainer::StepOutcome;
-use crate::train::{CpuBackend, RunStart, Snapshot, TrainError, Trainer};
+use crate::train::sharded::{ShardRunner, ShardedBackend};
+use crate::train::{RunStart, Snapshot, TrainError, Trainer};
+use super::workers::{current_pool, shared_pool, PageShards, PAGE_SHARDS};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
@@ -100,10 +102,17 @@ async fn browser_adapter_identity() -> Option<String> {
     }
 }
 
+/// The page's CPU path: each step split into shards, computed by workers.
+pub type PageCpu = ShardedBackend<PageShards>;
+
 /// A run on either backend.
 pub enum Session {
-    Cpu(Trainer<CpuBackend>),
+    Cpu(Trainer<PageCpu>),
     Gpu(Trainer<GpuBackend>),
+}
+
+fn page_cpu(run_start: &RunStart, pool: Option<std::rc::Rc<super::workers::WorkerPool>>) -> PageCpu {
+    ShardedBackend::new(run_start.model.clone(), &run_start.train_config, PAGE_SHARDS, PageShards::new(pool))
 }
 
 impl Session {
@@ -115,13 +124,21 @@ impl Session {
                 Ok(backend) => return (Session::Gpu(run_start.with_backend(backend)), None),
                 Err(error) => {
                     let notice = format!("This run trains on the CPU because the GPU refused it: {error}");
-                    let backend = CpuBackend::new(run_start.model.clone(), &run_start.train_config);
+                    let backend = page_cpu(&run_start, shared_pool().await.ok());
                     return (Session::Cpu(run_start.with_backend(backend)), Some(notice));
                 }
             }
         }
-        let backend = CpuBackend::new(run_start.model.clone(), &run_start.train_config);
+        let backend = page_cpu(&run_start, shared_pool().await.ok());
         (Session::Cpu(run_start.with_backend(backend)), None)
+    }
+
+    /// Says where the CPU path computes its steps (`None` on the GPU).
+    pub fn compute(&self) -> Option<String> {
+        match self {
+            Session::Cpu(trainer) => Some(trainer.backend.runner.describe()),
+            Session::Gpu(_) => None,
+        }
     }
 
     pub async fn step(&mut self) -> Result<StepOutcome, TrainError> {
@@ -165,7 +182,9 @@ impl Session {
     /// run record keeps what it held at the snapshot and names both paths.
     pub fn move_to_cpu(&self, snapshot: &Snapshot) -> Result<Session, TrainError> {
         let Session::Gpu(gpu) = self else { return Err(TrainError::Gpu(crate::gpu::GpuError::Device("the run is not on the GPU".into()))) };
-        let mut cpu = Trainer::new(gpu.model_config.clone(), gpu.train_config.clone(), gpu.run.data.clone(), gpu.dataset().clone(), None)?;
+        let start = RunStart::new(gpu.model_config.clone(), gpu.train_config.clone(), gpu.run.data.clone(), gpu.dataset().clone(), None)?;
+        let backend = page_cpu(&start, current_pool());
+        let mut cpu = start.with_backend(backend);
         cpu.run = gpu.run.clone();
         cpu.run.backend = format!("{}, then cpu", gpu.run.backend);
         cpu.restore(snapshot)?;
@@ -213,7 +232,7 @@ impl Session {
         match self {
             Session::Cpu(trainer) => {
                 apply(&mut trainer.train_config);
-                trainer.backend.set_weight_decay(train.weight_decay);
+                trainer.backend.cpu.set_weight_decay(train.weight_decay);
             }
             Session::Gpu(trainer) => {
                 apply(&mut trainer.train_config);

@@ -19,7 +19,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchChromium, recentLog, saveScreenshot, startStaticServer, watchPage } from './harness.mjs';
 import {
-  configureSmallRun, layerAttributes, openLab, parseNumber, readStatus, readTables, resetLab, runTimeoutMs, smallRun, trainToEnd, waitForBackend,
+  configureSmallRun, layerAttributes, openLab, openTab, parseNumber, readStatus, readTables, resetLab, runTimeoutMs, smallRun, trainToEnd, waitForBackend,
 } from './lab.mjs';
 
 const controlIds = [
@@ -280,6 +280,35 @@ describe('lab page on the CPU fallback', () => {
     } finally {
       await page.close();
     }
+  });
+
+  test('workers train the CPU path to the same numbers as the page alone', { timeout: 2 * runTimeoutMs + 60_000 }, async (t) => {
+    // Each step's batch is split into shards, computed by web workers and
+    // combined in shard order, so a browser without workers (removed here
+    // before the page's scripts run) must record exactly the same run.
+    const trainOnce = async (initScript) => {
+      const { page, log } = await openTab(browser, server.url, initScript);
+      try {
+        await configureSmallRun(page, 'pre');
+        const status = await trainToEnd(page, log);
+        assert.equal(status.state, 'finished', `the run ended as ${status.state}\n${recentLog(log)}`);
+        const label = (await page.locator('#backend').innerText()).trim();
+        const runs = await page.evaluate(() => JSON.parse(localStorage.getItem('lnlab.runs')).runs);
+        return { label, run: runs.at(-1).run };
+      } finally {
+        await page.close();
+      }
+    };
+    const withWorkers = await trainOnce();
+    const alone = await trainOnce(() => {
+      delete globalThis.Worker;
+    });
+    t.diagnostic(`#backend with workers: ${withWorkers.label}; without: ${alone.label}`);
+    assert.match(withWorkers.label, /CPU \(WebAssembly\) in \d+ workers?$/, 'the page did not report training in workers');
+    assert.match(alone.label, /CPU \(WebAssembly\) in the page$/, 'the page without workers did not report training in the page');
+    assert.equal(withWorkers.run.step_losses.length, smallRun.steps);
+    assert.deepEqual(alone.run.step_losses, withWorkers.run.step_losses, 'the step losses differ with and without workers');
+    assert.deepEqual(alone.run.evals, withWorkers.run.evals, 'the evaluations differ with and without workers');
   });
 
   describeControls(() => browser);
