@@ -86,6 +86,16 @@ impl Kernel {
         }
     }
 
+    /// Returns whether the kernel also has a variant for two panels at once.
+    fn pairs_panels(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
     fn cols(self) -> usize {
         match self {
             #[cfg(target_arch = "x86_64")]
@@ -110,6 +120,8 @@ struct Block {
     csa: isize,
     /// The panel of B: k rows of NR values, `panel_stride` apart.
     panel: *const f32,
+    /// The next panel, read only by the two-panel kernel; same stride.
+    next_panel: *const f32,
     panel_stride: usize,
     /// C(i, j) sits at `c + i·rsc + j`.
     c: *mut f32,
@@ -200,23 +212,33 @@ unsafe fn sgemm_with(
         // Enough rows per thread that the arithmetic (about 2^17
         // multiply-adds) outweighs handing the part to another thread.
         let min_rows = (1 << 17) / (n * k).max(1);
+        let count = n.div_ceil(nr);
+        let panel_at = |index: usize| {
+            if index < direct {
+                (b.get().add(index * nr), rsb as usize)
+            } else {
+                (packed.get().add((index - direct) * k * nr), nr)
+            }
+        };
         for_each_part(m, min_rows.max(mr), mr, |rows| {
-            for index in 0..n.div_ceil(nr) {
+            let mut index = 0;
+            while index < count {
                 let j = index * nr;
-                let (panel, panel_stride) = if index < direct {
-                    (b.get().add(j), rsb as usize)
-                } else {
-                    (packed.get().add((index - direct) * k * nr), nr)
-                };
+                let (panel, panel_stride) = panel_at(index);
+                // Two full panels of the same kind (both in B, or both
+                // packed) go to the two-panel kernel where there is one.
+                let pair = kernel.pairs_panels() && j + 2 * nr <= n && (index + 1 < direct || index >= direct);
+                let next_panel = if pair { panel_at(index + 1).0 } else { std::ptr::null() };
                 for i in rows.clone().step_by(mr) {
                     let block = Block {
                         rows: mr.min(rows.end - i),
-                        cols: nr.min(n - j),
+                        cols: if pair { 2 * nr } else { nr.min(n - j) },
                         k,
                         a: a.get().offset(i as isize * rsa),
                         rsa,
                         csa,
                         panel,
+                        next_panel,
                         panel_stride,
                         c: c.get().offset(i as isize * rsc + j as isize),
                         rsc,
@@ -226,6 +248,7 @@ unsafe fn sgemm_with(
                     };
                     run(kernel, block);
                 }
+                index += if pair { 2 } else { 1 };
             }
         });
     }
@@ -282,6 +305,8 @@ unsafe fn run(kernel: Kernel, block: Block) {
     }
     match kernel {
         #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 if !block.next_panel.is_null() => by_rows!(avx512_pair, 1, 2, 3, 4, 5, 6, 7, 8),
+        #[cfg(target_arch = "x86_64")]
         Kernel::Avx512 => by_rows!(avx512, 1, 2, 3, 4, 5, 6, 7, 8),
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => by_rows!(avx2, 1, 2, 3, 4, 5, 6),
@@ -330,6 +355,40 @@ unsafe fn avx512<const R: usize>(block: Block) {
             value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask, block.bias));
         }
         _mm512_mask_storeu_ps(out, mask, value);
+    }
+}
+
+/// Computes a block of two full panels (MR×32): sixteen accumulators keep
+/// both FMA units busy where the one-panel kernel's eight wait on latency.
+/// Each element is summed in the same order as by [`avx512`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512_pair<const R: usize>(block: Block) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    for p in 0..block.k {
+        let b0 = _mm512_loadu_ps(block.panel.add(p * block.panel_stride));
+        let b1 = _mm512_loadu_ps(block.next_panel.add(p * block.panel_stride));
+        let a = block.a.offset(p as isize * block.csa);
+        for (r, sums) in acc.iter_mut().enumerate() {
+            let value = _mm512_set1_ps(*a.offset(r as isize * block.rsa));
+            sums[0] = _mm512_fmadd_ps(value, b0, sums[0]);
+            sums[1] = _mm512_fmadd_ps(value, b1, sums[1]);
+        }
+    }
+    let alpha = _mm512_set1_ps(block.alpha);
+    for (r, sums) in acc.iter().enumerate() {
+        for (half, &sum) in sums.iter().enumerate() {
+            let out = block.c.offset(r as isize * block.rsc).add(16 * half);
+            let mut value = _mm512_mul_ps(sum, alpha);
+            if block.beta != 0.0 {
+                value = _mm512_fmadd_ps(_mm512_loadu_ps(out), _mm512_set1_ps(block.beta), value);
+            }
+            if !block.bias.is_null() {
+                value = _mm512_add_ps(value, _mm512_loadu_ps(block.bias.add(16 * half)));
+            }
+            _mm512_storeu_ps(out, value);
+        }
     }
 }
 
@@ -520,6 +579,33 @@ mod tests {
             let three = product(3, kernel);
             assert!(one.iter().zip(&three).all(|(x, y)| x.to_bits() == y.to_bits()), "{kernel:?}");
             check(kernel, m, k, n, false, false, 0.0);
+        }
+    }
+
+    #[test]
+    fn panel_pairs_round_like_single_panels() {
+        // n = 32 takes the two-panel kernel where there is one; the same
+        // product as two 16-column halves takes the one-panel kernel.
+        let (m, k, n, half) = (13, 37, 32, 16);
+        let (a, b, bias) = (values(m * k, 0.37), values(k * n, 0.11), values(n, 0.7));
+        for kernel in Kernel::all_available().into_iter().flatten() {
+            for beta in [0.0f32, 0.5] {
+                let start = values(m * n, 0.23);
+                let mut whole = start.clone();
+                let mut halves = start.clone();
+                unsafe {
+                    sgemm_with(Some(kernel), m, k, n, 1.5, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, beta, bias.as_ptr(), whole.as_mut_ptr(), n as isize, 1);
+                    for j in [0, half] {
+                        sgemm_with(
+                            Some(kernel), m, k, half, 1.5,
+                            a.as_ptr(), k as isize, 1,
+                            b.as_ptr().add(j), n as isize, 1,
+                            beta, bias.as_ptr().add(j), halves.as_mut_ptr().add(j), n as isize, 1,
+                        );
+                    }
+                }
+                assert!(whole.iter().zip(&halves).all(|(x, y)| x.to_bits() == y.to_bits()), "{kernel:?} beta {beta}");
+            }
         }
     }
 
