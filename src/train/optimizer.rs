@@ -2,6 +2,7 @@
 //! and optional clipping of the global gradient norm.
 
 use crate::config::{OptimizerKind, TrainConfig};
+use crate::kernels::cpu::threads::{for_each_part, Shared, SharedMut};
 use crate::model::{Layout, TensorKind};
 
 pub const ADAM_BETA1: f64 = 0.9;
@@ -73,22 +74,56 @@ impl Optimizer {
             }
             OptimizerKind::Adamw => {
                 let t = self.updates as i32;
-                let correction1 = (1.0 - ADAM_BETA1.powi(t)) as f32;
-                let correction2 = (1.0 - ADAM_BETA2.powi(t)) as f32;
-                let (b1, b2, eps) = (ADAM_BETA1 as f32, ADAM_BETA2 as f32, ADAM_EPS as f32);
-                // Zipped iterators rather than indexing, so the loop has no
-                // bounds checks and vectorises (with the same roundings).
-                assert_eq!(self.first_moment.len(), params.len(), "an optimiser built for another model");
-                let moments = self.first_moment.iter_mut().zip(self.second_moment.iter_mut());
-                for (((p, &g), &mask), (first, second)) in params.iter_mut().zip(grads).zip(&self.decay_mask).zip(moments) {
-                    let m = b1 * *first + (1.0 - b1) * g;
-                    let v = b2 * *second + (1.0 - b2) * g * g;
-                    *first = m;
-                    *second = v;
-                    let step = (m / correction1) / ((v / correction2).sqrt() + eps);
-                    *p -= lr32 * step + decay * mask * *p;
-                }
+                let step = AdamStep {
+                    lr: lr32,
+                    decay,
+                    correction1: (1.0 - ADAM_BETA1.powi(t)) as f32,
+                    correction2: (1.0 - ADAM_BETA2.powi(t)) as f32,
+                };
+                let len = params.len();
+                assert!(self.first_moment.len() == len && self.second_moment.len() == len, "an optimiser built for another model");
+                let (params, first, second) = (SharedMut(params.as_mut_ptr()), SharedMut(self.first_moment.as_mut_ptr()), SharedMut(self.second_moment.as_mut_ptr()));
+                let (grads, mask) = (Shared(grads.as_ptr()), Shared(self.decay_mask.as_ptr()));
+                // Each parameter's update depends on its own values only, so
+                // the parts may run on any thread with the same result.
+                for_each_part(len, 1 << 15, 16, |range| {
+                    // SAFETY: the five slices have `len` elements (asserted
+                    // above) and the parts are disjoint ranges of them.
+                    unsafe {
+                        let part_mut = |base: SharedMut<f32>| std::slice::from_raw_parts_mut(base.get().add(range.start), range.len());
+                        let part = |base: Shared<f32>| std::slice::from_raw_parts(base.get().add(range.start), range.len());
+                        step.apply(part_mut(params), part(grads), part(mask), part_mut(first), part_mut(second));
+                    }
+                });
             }
+        }
+    }
+}
+
+/// One AdamW update's scalars: the learning rate, the decoupled decay
+/// (learning rate times weight decay) and the two bias corrections.
+#[derive(Clone, Copy)]
+struct AdamStep {
+    lr: f32,
+    decay: f32,
+    correction1: f32,
+    correction2: f32,
+}
+
+impl AdamStep {
+    /// Updates the moments and parameters of one range. Zipped iterators
+    /// rather than indexing, so the loop has no bounds checks and
+    /// vectorises, with the same roundings.
+    fn apply(self, params: &mut [f32], grads: &[f32], mask: &[f32], first: &mut [f32], second: &mut [f32]) {
+        let (b1, b2, eps) = (ADAM_BETA1 as f32, ADAM_BETA2 as f32, ADAM_EPS as f32);
+        let moments = first.iter_mut().zip(second.iter_mut());
+        for (((p, &g), &mask), (first, second)) in params.iter_mut().zip(grads).zip(mask).zip(moments) {
+            let m = b1 * *first + (1.0 - b1) * g;
+            let v = b2 * *second + (1.0 - b2) * g * g;
+            *first = m;
+            *second = v;
+            let step = (m / self.correction1) / ((v / self.correction2).sqrt() + eps);
+            *p -= self.lr * step + self.decay * mask * *p;
         }
     }
 }
