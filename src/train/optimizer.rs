@@ -130,7 +130,18 @@ impl AdamStep {
 
 /// ‖g‖₂ over all parameters, accumulated in f64.
 pub fn global_norm(grads: &[f32]) -> f64 {
-    grads.iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>().sqrt()
+    // Eight running sums rather than one, so that the additions overlap
+    // instead of each waiting for the last. The order is fixed.
+    let mut lanes = [0f64; 8];
+    let chunks = grads.chunks_exact(lanes.len());
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &g) in lanes.iter_mut().zip(chunk) {
+            *lane += (g as f64) * (g as f64);
+        }
+    }
+    let total = rest.iter().fold(lanes.iter().sum::<f64>(), |total, &g| total + (g as f64) * (g as f64));
+    total.sqrt()
 }
 
 /// Scale `grads` so their global norm is at most `max_norm`; returns the
