@@ -3,7 +3,7 @@
 
 use super::forward::{half_step_norms, BranchCache, ForwardPass, HalfStepCache, LnStats};
 use super::params::{BlockIds, LnIds};
-use super::scratch::{buffer, recycle};
+use super::scratch::{buffer, copied, recycle, zeroed};
 use super::Model;
 use crate::kernels::cpu::attention::{attention_backward, AttentionShape};
 use crate::kernels::cpu::cross_entropy::cross_entropy_backward;
@@ -49,7 +49,7 @@ impl<F: Scalar> Model<F> {
     pub fn backward(&self, pass: &ForwardPass<F>, weights: Option<&[F]>) -> Gradients<F> {
         let (d, v) = (self.config.width, self.config.vocab);
         let rows = pass.rows();
-        let mut grads = vec![F::zero(); self.layout.total];
+        let mut grads = zeroed(self.layout.total);
 
         let mut dlogits = buffer(rows * v);
         cross_entropy_backward(&mut dlogits, &pass.probs, &pass.targets, weights, v);
@@ -83,10 +83,11 @@ impl<F: Scalar> Model<F> {
 
         let dembedded = match (self.layout.ln_emb, &pass.ln_emb) {
             (Some(ids), Some(stats)) => ln_backward(self, &mut grads, ids, &dstates[0], &pass.embedded, stats),
-            _ => dstates[0].clone(),
+            _ => copied(&dstates[0]),
         };
         let (dwte, dwpe) = two_mut(self, &mut grads, self.layout.wte, self.layout.wpe);
         embedding_backward(dwte, dwpe, &dembedded, &pass.tokens, pass.context, d);
+        recycle([dembedded]);
 
         Gradients { params: grads, states: dstates }
     }

@@ -9,7 +9,7 @@
 //! | No LN     | x = x + Δt·f(x)                        |
 
 use super::params::{BlockIds, LnIds};
-use super::scratch::{buffer, recycle};
+use super::scratch::{buffer, copied, recycle, zeroed};
 use super::{BatchError, Model};
 use crate::config::Placement;
 use crate::kernels::cpu::attention::{attention_forward, AttentionShape};
@@ -181,14 +181,14 @@ impl<F: Scalar> Model<F> {
         let (d, v) = (self.config.width, self.config.vocab);
         let rows = batch * context;
 
-        let mut embedded = vec![F::zero(); rows * d];
+        let mut embedded = buffer(rows * d);
         embedding_forward(&mut embedded, tokens, self.tensor(self.layout.wte), self.tensor(self.layout.wpe), context, d);
         let (x0, ln_emb) = match self.layout.ln_emb {
             Some(ids) => {
                 let (out, stats) = ln_forward(self, ids, &embedded);
                 (out, Some(stats))
             }
-            None => (embedded.clone(), None),
+            None => (copied(&embedded), None),
         };
 
         let mut states = Vec::with_capacity(2 * self.config.layers + 1);
@@ -209,11 +209,11 @@ impl<F: Scalar> Model<F> {
                 let (out, stats) = ln_forward(self, ids, x_last);
                 (out, Some(stats))
             }
-            None => (x_last.clone(), None),
+            None => (copied(x_last), None),
         };
 
         // logits = head_input·W_Uᵀ + b_U with W_U stored [V, d].
-        let mut logits = vec![F::zero(); rows * v];
+        let mut logits = zeroed(rows * v);
         if let Some(bias) = self.layout.lm_head_bias {
             for row in logits.chunks_exact_mut(v) {
                 row.copy_from_slice(self.tensor(bias));
@@ -222,6 +222,7 @@ impl<F: Scalar> Model<F> {
         gemm(rows, d, v, F::one(), &head_input, Op::Plain, self.tensor(self.layout.head_weight()), Op::Transposed, F::one(), &mut logits);
         let mut probs = buffer(rows * v);
         let loss = cross_entropy_forward(&mut probs, &logits, targets, weights, v);
+        recycle([logits]);
 
         Ok(ForwardPass {
             batch, context,
@@ -239,7 +240,7 @@ impl<F: Scalar> Model<F> {
                 let (u, stats) = ln_forward(self, ids, x);
                 (u, Some(stats))
             }
-            None => (x.to_vec(), None),
+            None => (copied(x), None),
         };
         let (branch_out, cache) = match branch {
             Branch::Attention => self.attention_forward(&branch_in, block, batch, context),

@@ -41,6 +41,20 @@ pub fn buffer<F: Scalar>(len: usize) -> Vec<F> {
     }
 }
 
+/// Returns a vector of `len` zeros, reusing a kept buffer when there is one.
+pub fn zeroed<F: Scalar>(len: usize) -> Vec<F> {
+    let mut vector = buffer(len);
+    vector.fill(F::zero());
+    vector
+}
+
+/// Returns a copy of `values`, reusing a kept buffer when there is one.
+pub fn copied<F: Scalar>(values: &[F]) -> Vec<F> {
+    let mut vector = buffer(values.len());
+    vector.copy_from_slice(values);
+    vector
+}
+
 /// Keeps `vectors` for later [`buffer`] calls on this thread.
 pub fn recycle<F: Scalar>(vectors: impl IntoIterator<Item = Vec<F>>) {
     FREE.with_borrow_mut(|free| {
