@@ -12,7 +12,7 @@
 # scripts/setup.sh installs (the corpus, lavapipe, Chromium, node_modules)
 # and a page built by scripts/build-web.sh in dist/. PyTorch figures need
 # LNLAB_TORCH_PYTHON, or /work/torchenv/bin/python, to be a Python with torch
-# and safetensors; without one they are skipped. Takes about 4 minutes on
+# and safetensors; without one they are skipped. Takes about 6 minutes on
 # 2 cores. Run it by hand on an otherwise idle machine: CI does not run it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,6 +67,34 @@ fi
 
 # On lavapipe the large model would take about 25 s per step (estimated
 # from 16 times the standard model's work), so the suite leaves it out.
+section "head to head on the standard preset: lnlab and PyTorch in turn"
+# Run one after the other, five times each, so that a change in the
+# machine's speed during the suite (a shared virtual machine drifts by 10%
+# within minutes) affects both sides alike; the medians are compared.
+if [ -x "$torch_python" ] && "$torch_python" -c 'import torch, safetensors' 2>/dev/null; then
+    rate() { awk '{ print $3 }'; }
+    for threads in 1 2; do
+        lnlab_rates=()
+        torch_rates=()
+        for round in 1 2 3 4 5; do
+            lnlab_rates+=("$(cargo run --release --quiet --example bench_train -- --model standard --placement pre --warmup 3 --steps 30 --threads "$threads" | rate)")
+            torch_rates+=("$("$torch_python" scripts/torch_bench.py --threads "$threads" --models standard --warmup 3 --steps 30 | tail -n 1 | rate)")
+        done
+        python3 - "$threads" "${lnlab_rates[*]}" "${torch_rates[*]}" <<'PY'
+import statistics
+import sys
+
+threads, lnlab, torch = sys.argv[1], [float(x) for x in sys.argv[2].split()], [float(x) for x in sys.argv[3].split()]
+ratio = statistics.median(lnlab) / statistics.median(torch)
+print(f"{threads} thread(s): lnlab {' '.join(f'{x:.2f}' for x in lnlab)} steps/s, median {statistics.median(lnlab):.2f}")
+print(f"{threads} thread(s): PyTorch {' '.join(f'{x:.2f}' for x in torch)} steps/s, median {statistics.median(torch):.2f}")
+print(f"{threads} thread(s): lnlab / PyTorch = {ratio:.3f} (medians)")
+PY
+    done
+else
+    echo "skipped: $torch_python is not a Python with torch and safetensors; set LNLAB_TORCH_PYTHON"
+fi
+
 section "native GPU path (WGSL through wgpu)"
 run cargo run --release --quiet --example bench_train -- --backend gpu --model small --placement pre --warmup 1 --steps 5
 run cargo run --release --quiet --example bench_train -- --backend gpu --model standard --placement pre --warmup 1 --steps 3
