@@ -12,6 +12,8 @@ pub mod layernorm;
 pub mod matmul;
 pub mod scalar;
 pub mod sgemm;
+#[cfg(not(target_arch = "wasm32"))]
+mod spin_pool;
 pub mod threads;
 
 pub use scalar::{dot, max_of, sum_by, sum_of, Scalar};

@@ -1,7 +1,8 @@
 //! Splitting a kernel's rows over threads.
 //!
-//! Natively the work runs on rayon's global pool, whose size the caller
-//! sets (the CLI's `--threads`). In WebAssembly there is one thread. Each
+//! Natively the work runs on the threads of `spin_pool`, whose number the
+//! caller sets (the CLI's `--threads`), or on the rayon pool a test runs
+//! it in. In WebAssembly there is one thread. Each
 //! part computes whole rows in the same order as one thread would, so a
 //! run's numbers do not depend on the thread count.
 
@@ -43,11 +44,23 @@ fn part_count(count: usize, min_part: usize) -> usize {
     threads().min(count / min_part.max(1)).max(1)
 }
 
-/// Returns the number of threads kernels may use.
+/// Threads set by [`set_threads`]; 0 until then, which means one per
+/// logical CPU.
+#[cfg(not(target_arch = "wasm32"))]
+static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Returns the number of threads kernels may use. Inside a rayon pool (the
+/// tests run kernels in pools of chosen sizes) that is the pool's size.
 pub fn threads() -> usize {
     #[cfg(not(target_arch = "wasm32"))]
     {
-        rayon::current_num_threads()
+        if rayon::current_thread_index().is_some() {
+            return rayon::current_num_threads();
+        }
+        match THREADS.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            count => count,
+        }
     }
     #[cfg(target_arch = "wasm32")]
     {
@@ -57,8 +70,12 @@ pub fn threads() -> usize {
 
 #[cfg(not(target_arch = "wasm32"))]
 fn run_parts(parts: usize, work: &(dyn Fn(usize) + Sync)) {
-    use rayon::prelude::*;
-    (0..parts).into_par_iter().for_each(work);
+    if rayon::current_thread_index().is_some() {
+        use rayon::prelude::*;
+        (0..parts).into_par_iter().for_each(work);
+    } else {
+        super::spin_pool::run(threads(), parts, work);
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -67,16 +84,14 @@ fn run_parts(parts: usize, work: &(dyn Fn(usize) + Sync)) {
 }
 
 /// Sets the number of threads the kernels use, once per process. Returns
-/// an error if the pool was already set up with another size.
+/// an error if another number was set before.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn set_threads(count: usize) -> Result<(), String> {
-    match rayon::ThreadPoolBuilder::new().num_threads(count).build_global() {
-        Ok(()) => Ok(()),
-        Err(_) if rayon::current_num_threads() == count => Ok(()),
-        Err(error) => Err(format!(
-            "cannot use {count} threads: the pool already runs {} ({error})",
-            rayon::current_num_threads()
-        )),
+    use std::sync::atomic::Ordering::SeqCst;
+    match THREADS.compare_exchange(0, count, SeqCst, SeqCst) {
+        Ok(_) => Ok(()),
+        Err(current) if current == count => Ok(()),
+        Err(current) => Err(format!("cannot use {count} threads: {current} were set before")),
     }
 }
 
