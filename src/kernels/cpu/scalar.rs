@@ -130,11 +130,23 @@ pub fn has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
+/// Returns whether this CPU has the AVX-512 subsets the widest kernel
+/// copies are compiled for, besides AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx512() -> bool {
+    has_avx2_fma()
+        && std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+}
+
 /// Defines a kernel generic over [`Scalar`] that runs a copy of its body
-/// compiled for AVX2 when the CPU has it, and the baseline (SSE2) copy
-/// otherwise. Loops over slices then vectorise eight f32 lanes wide
-/// instead of four. Rust never fuses a multiply and an add on its own, so
-/// both copies round identically.
+/// compiled for AVX-512 or for AVX2 when the CPU has it, and the baseline
+/// (SSE2) copy otherwise. Loops over slices then vectorise sixteen or
+/// eight f32 lanes wide instead of four. Rust never fuses a multiply and
+/// an add, nor reorders a sum, on its own, so every copy rounds
+/// identically.
 macro_rules! wide_simd {
     (
         $(#[$meta:meta])*
@@ -148,10 +160,19 @@ macro_rules! wide_simd {
 
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn widest<F: Scalar>($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn wide<F: Scalar>($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
+                }
+                if $crate::kernels::cpu::scalar::has_avx512() {
+                    // SAFETY: the CPU was just checked for these features.
+                    return unsafe { widest($($arg),*) };
                 }
                 if $crate::kernels::cpu::scalar::has_avx2_fma() {
                     // SAFETY: the CPU was just checked for both features.
