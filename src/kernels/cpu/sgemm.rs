@@ -203,8 +203,11 @@ unsafe fn sgemm_with(
     let direct = if csb == 1 && rsb >= 0 { n / nr } else { 0 };
     // The buffer leaves its cell while the parts run: a thread that waits
     // for them may meanwhile run another product from the same pool, which
-    // then finds the cell empty and allocates its own.
-    let mut panels = PANELS.take();
+    // then finds the cell empty and allocates its own. A product whose B
+    // needs no copy (row-major, whole panels) leaves the cell alone, since
+    // attention makes thousands of such small products a step.
+    let copies = direct * nr < n;
+    let mut panels = if copies { PANELS.with(|cell| cell.replace(Vec::new())) } else { Vec::new() };
     {
         let panels = &mut panels;
         pack_panels(panels, k, n, nr, direct * nr, b, rsb, csb);
@@ -252,7 +255,9 @@ unsafe fn sgemm_with(
             }
         });
     }
-    PANELS.set(panels);
+    if copies {
+        PANELS.with(|cell| *cell.borrow_mut() = panels);
+    }
 }
 
 /// Copies the columns `first..n` of B into `panels`. Panel q contains
