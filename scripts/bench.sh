@@ -68,7 +68,7 @@ fi
 # On lavapipe the large model would take about 25 s per step (estimated
 # from 16 times the standard model's work), so the suite leaves it out.
 section "head to head on the standard preset: lnlab and PyTorch in turn"
-# Run one after the other, five times each, so that a change in the
+# Run one after the other, seven times each, so that a change in the
 # machine's speed during the suite (a shared virtual machine drifts by 10%
 # within minutes) affects both sides alike; the medians are compared.
 if [ -x "$torch_python" ] && "$torch_python" -c 'import torch, safetensors' 2>/dev/null; then
@@ -76,7 +76,7 @@ if [ -x "$torch_python" ] && "$torch_python" -c 'import torch, safetensors' 2>/d
     for threads in 1 2; do
         lnlab_rates=()
         torch_rates=()
-        for round in 1 2 3 4 5; do
+        for round in 1 2 3 4 5 6 7; do
             lnlab_rates+=("$(cargo run --release --quiet --example bench_train -- --model standard --placement pre --warmup 3 --steps 30 --threads "$threads" | rate)")
             torch_rates+=("$("$torch_python" scripts/torch_bench.py --threads "$threads" --models standard --warmup 3 --steps 30 | tail -n 1 | rate)")
         done
