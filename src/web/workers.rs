@@ -23,6 +23,9 @@ use wasm_bindgen::JsCast;
 /// one worker.
 pub const PAGE_SHARDS: usize = 2;
 
+/// Milliseconds the workers may take to load the page's module.
+const START_TIMEOUT_MS: i32 = 10_000;
+
 /// The worker script, beside the page (copied there by index.html).
 const WORKER_SCRIPT: &str = "train-worker.js";
 
@@ -35,7 +38,7 @@ struct TrainWorker {
     waiting: Waiting,
     // Kept so that the handlers live as long as the worker.
     _on_message: Closure<dyn FnMut(web_sys::MessageEvent)>,
-    _on_error: Closure<dyn FnMut(web_sys::ErrorEvent)>,
+    _on_error: Closure<dyn FnMut(web_sys::Event)>,
 }
 
 impl TrainWorker {
@@ -56,15 +59,26 @@ impl TrainWorker {
                 let _ = sender.send(reply);
             }
         });
+        // A script that fails to load raises a plain Event, an exception in
+        // the worker an ErrorEvent, and a reply that cannot be read a
+        // messageerror; each fails every reply still owed.
         let queue = waiting.clone();
-        let on_error = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |event: web_sys::ErrorEvent| {
-            let reason = if event.message().is_empty() { "the worker script failed to load".to_string() } else { event.message() };
+        let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+            // Handled here, so not reported again to the page's crash panel.
+            event.prevent_default();
+            let message = event.dyn_ref::<web_sys::ErrorEvent>().map(|e| e.message()).filter(|m| !m.is_empty());
+            let reason = match (event.type_().as_str(), message) {
+                (_, Some(message)) => message,
+                ("messageerror", None) => "a worker's reply could not be read".to_string(),
+                _ => "the worker script failed to load".to_string(),
+            };
             for sender in queue.borrow_mut().drain(..) {
                 let _ = sender.send(Err(reason.clone()));
             }
         });
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        worker.set_onmessageerror(Some(on_error.as_ref().unchecked_ref()));
         Ok(TrainWorker { worker, waiting, _on_message: on_message, _on_error: on_error })
     }
 
@@ -128,10 +142,28 @@ impl WorkerPool {
             set(&message, "module", &wasm_bindgen::module());
             pending.push(worker.post(&message, &Array::new())?);
         }
+        // A worker that neither replies nor fails is given up on.
+        let queues: Vec<Waiting> = workers.iter().map(|w| w.waiting.clone()).collect();
+        let on_timeout = Closure::once(move || {
+            for queue in &queues {
+                for sender in queue.borrow_mut().drain(..) {
+                    let _ = sender.send(Err(format!("the training workers did not start within {} s", START_TIMEOUT_MS / 1000)));
+                }
+            }
+        });
+        let window = web_sys::window().ok_or("no window")?;
+        let timer = window
+            .set_timeout_with_callback_and_timeout_and_arguments_0(on_timeout.as_ref().unchecked_ref(), START_TIMEOUT_MS)
+            .map_err(|e| describe_js(&e))?;
+        let mut started = Ok(());
         for receiver in pending {
-            reply(receiver).await?;
+            if let Err(reason) = reply(receiver).await {
+                started = Err(reason);
+                break;
+            }
         }
-        Ok(WorkerPool { workers })
+        window.clear_timeout_with_handle(timer);
+        started.map(|()| WorkerPool { workers })
     }
 
     pub fn len(&self) -> usize {
@@ -159,7 +191,11 @@ impl WorkerPool {
             if grads.length() as usize != model.params.len() {
                 return Err(format!("a worker replied with {} gradients for {} parameters", grads.length(), model.params.len()));
             }
-            parts.push(ShardGradient { loss: loss as f32, grads: grads.to_vec() });
+            // Into a pooled buffer, because `combine` and the update hand
+            // these back to the pool: fresh vectors would make it grow.
+            let mut buffer = crate::model::scratch::buffer(model.params.len());
+            grads.copy_to(&mut buffer);
+            parts.push(ShardGradient { loss: loss as f32, grads: buffer });
         }
         Ok(parts)
     }
@@ -169,13 +205,11 @@ impl WorkerPool {
 /// they fail. Both give the same numbers.
 pub struct PageShards {
     pool: Option<Rc<WorkerPool>>,
-    /// Why the workers stopped being used, for the page to show.
-    pub failure: Option<String>,
 }
 
 impl PageShards {
     pub fn new(pool: Option<Rc<WorkerPool>>) -> PageShards {
-        PageShards { pool, failure: None }
+        PageShards { pool }
     }
 
     pub fn workers(&self) -> usize {
@@ -190,9 +224,8 @@ impl ShardRunner for PageShards {
                 Ok(parts) => return Ok(parts),
                 Err(reason) => {
                     web_sys::console::warn_1(&format!("lnlab: training workers failed ({reason}); training continues in the page").into());
-                    self.failure = Some(reason);
                     self.pool = None;
-                    forget_pool();
+                    refuse_pool(reason);
                 }
             }
         }
@@ -221,8 +254,10 @@ pub fn current_pool() -> Option<Rc<WorkerPool>> {
     POOL.with_borrow(|p| p.clone())
 }
 
-fn forget_pool() {
+/// Drops the workers and keeps later runs from starting them again.
+fn refuse_pool(reason: String) {
     POOL.with_borrow_mut(|pool| *pool = None);
+    REFUSED.with_borrow_mut(|refused| *refused = Some(reason));
 }
 
 /// The page's workers, started on first use: one per shard, or one per
