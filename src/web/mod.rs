@@ -132,6 +132,22 @@ struct Lab {
     start_model: StoredValue<Option<(String, crate::model::Model<f32>, Option<String>)>, LocalStorage>,
     /// Bumped by Reset, so a loop still running from before stops.
     generation: StoredValue<u64>,
+    /// Generation of the training loop that holds the session, if any.
+    looping: StoredValue<Option<u64>>,
+}
+
+/// Clears [`Lab::looping`] when a training loop ends, by whatever return.
+struct LoopGuard {
+    lab: Lab,
+    generation: u64,
+}
+
+impl Drop for LoopGuard {
+    fn drop(&mut self) {
+        if self.lab.looping.get_value() == Some(self.generation) {
+            self.lab.looping.set_value(None);
+        }
+    }
 }
 
 impl Lab {
@@ -164,6 +180,7 @@ impl Lab {
             next_label: StoredValue::new(None),
             start_model: StoredValue::new_local(None),
             generation: StoredValue::new(0),
+            looping: StoredValue::new(None),
         }
     }
 
@@ -255,6 +272,17 @@ impl Lab {
             return;
         }
         let generation = self.generation.get_value();
+        if self.looping.get_value() == Some(generation) {
+            // This run's loop is still waiting inside a step (CPU steps wait
+            // for the workers): it carries on instead of a second loop
+            // starting a new run.
+            if !single_step {
+                self.state.set(RunState::Training);
+            }
+            return;
+        }
+        self.looping.set_value(Some(generation));
+        let _looping = LoopGuard { lab: self, generation };
         let parked = self.slot.try_update_value(|slot| slot.session.take()).flatten();
         let mut session = match parked {
             Some(session) => session,
@@ -285,7 +313,12 @@ impl Lab {
             let chunk_start = now_ms();
             let mut outcome = None;
             while now_ms() - chunk_start < CHUNK_MS {
-                match session.step().await {
+                let stepped = session.step().await;
+                // Reset while the step was waiting: this run is gone.
+                if self.generation.get_value() != generation {
+                    return;
+                }
+                match stepped {
                     Ok(StepOutcome::Trained { evaluated, .. }) => {
                         if evaluated {
                             self.keep_snapshot(&mut session).await;

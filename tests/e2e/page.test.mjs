@@ -311,6 +311,58 @@ describe('lab page on the CPU fallback', () => {
     assert.deepEqual(alone.run.evals, withWorkers.run.evals, 'the evaluations differ with and without workers');
   });
 
+  test('pause then train mid-step keeps one run', { timeout: runTimeoutMs + 60_000 }, async () => {
+    // A CPU step waits for the workers, so the page handles clicks while a
+    // step is in flight. Pause and Train clicked then must resume that run,
+    // not start a second one beside it.
+    const link = `${server.url}?layers=4&width=64&heads=4&context=64&batch=16&steps=12&eval-every=6&backend=cpu`;
+    const { page, log } = await openTab(browser, link);
+    try {
+      const countRuns = () => page.evaluate(() => JSON.parse(localStorage.getItem('lnlab.runs') ?? '{"runs":[]}').runs.length);
+      const before = await countRuns();
+      await page.locator('#train').click();
+      await page.waitForFunction(() => Number(document.getElementById('status')?.getAttribute('data-step')) >= 2, null, { timeout: runTimeoutMs });
+      const resumed = await page.evaluate(async () => {
+        document.getElementById('pause').click();
+        // Microtasks only, so the training loop cannot move on meanwhile.
+        for (let i = 0; i < 1000 && document.getElementById('train').disabled; i += 1) {
+          await Promise.resolve();
+        }
+        const train = document.getElementById('train');
+        const enabled = !train.disabled;
+        train.click();
+        return enabled;
+      });
+      assert.ok(resumed, 'Train stayed disabled after Pause');
+      await page
+        .waitForFunction(() => document.getElementById('status')?.getAttribute('data-state') === 'finished', null, { timeout: runTimeoutMs, polling: 250 })
+        .catch(async () => assert.fail(`the resumed run did not finish: ${JSON.stringify(await readStatus(page))}\n${recentLog(log)}`));
+      assert.equal((await readStatus(page)).step, '12', `the run stopped before its last step\n${recentLog(log)}`);
+      assert.equal(await countRuns(), before + 1, `Pause then Train added more than one run\n${recentLog(log)}`);
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('missing worker script falls back to the page', { timeout: runTimeoutMs + 60_000 }, async () => {
+    const page = await browser.context.newPage();
+    const log = [];
+    watchPage(page, log);
+    await page.route('**/train-worker.js', (route) => route.fulfill({ status: 404, body: 'not found' }));
+    try {
+      await page.goto(server.url);
+      await waitForBackend(page, log);
+      await configureSmallRun(page, 'pre');
+      const status = await trainToEnd(page, log);
+      assert.equal(status.state, 'finished', `the run ended as ${status.state}\n${recentLog(log)}`);
+      const label = (await page.locator('#backend').innerText()).trim();
+      assert.match(label, /in the page$/, `#backend says "${label}" although the worker script is missing`);
+      assert.equal(await page.locator('#crash').count(), 0, `the crash panel appeared\n${recentLog(log)}`);
+    } finally {
+      await page.close();
+    }
+  });
+
   describeControls(() => browser);
 
   test('pre-LN run stays within bounds', { timeout: runTimeoutMs + 60_000 }, async (t) => {
