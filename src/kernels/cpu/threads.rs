@@ -83,8 +83,9 @@ fn run_parts(parts: usize, work: &(dyn Fn(usize) + Sync)) {
     (0..parts).for_each(work);
 }
 
-/// Sets the number of threads the kernels use, once per process. Returns
-/// an error if another number was set before.
+/// Sets the number of threads the kernels use, once per process and
+/// before the first kernel runs: the pool keeps the size it started with.
+/// Returns an error if another number was set before.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn set_threads(count: usize) -> Result<(), String> {
     use std::sync::atomic::Ordering::SeqCst;
