@@ -189,6 +189,23 @@ mod tests {
     }
 
     #[test]
+    fn one_shard_steps_like_the_cpu_reference() {
+        use crate::train::backend::complete_now;
+        let train = TrainConfig::default();
+        let mut reference = CpuBackend::new(model(), &train);
+        let mut sharded = ShardedBackend::new(model(), &train, 1, LocalShards);
+        for step in 0..3 {
+            let batch = batch(3 + step, 8);
+            reference.train_step(&batch, step, 0.01).unwrap();
+            sharded.train_step(&batch, step, 0.01).unwrap();
+            let pending = [batch];
+            assert_eq!(complete_now(sharded.finish_steps(&pending)).unwrap(), complete_now(reference.finish_steps(&pending)).unwrap());
+        }
+        let same = reference.model.params.iter().zip(&sharded.cpu.model.params).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "one shard updated the parameters differently");
+    }
+
+    #[test]
     fn split_keeps_every_sequence_in_order() {
         let whole = batch(5, 8);
         let shards = split_batch(&whole, 2);

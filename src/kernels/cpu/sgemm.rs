@@ -6,8 +6,9 @@
 //! one attention head 32×16 by 16×64 per block of queries. A general
 //! library packs both operands on every call, which cost about half as much
 //! as its arithmetic at these sizes. Here only B is packed, into column panels NR wide, and A is read
-//! in place. Each micro-kernel call keeps an MR×NR block of C in registers
-//! for the whole inner dimension and writes it once.
+//! in place. Each micro-kernel call keeps an MR×NR block of C (MR×2NR for
+//! two panels at once) in registers for the whole inner dimension and
+//! writes it once.
 //!
 //! Other targets, x86-64 CPUs without AVX2 and FMA, and C with a column
 //! stride other than 1 use matrixmultiply.
@@ -111,7 +112,8 @@ impl Kernel {
 struct Block {
     /// Rows of C in this block, 1..=MR.
     rows: usize,
-    /// Columns of C in this block, 1..=NR; the panel is zero-padded beyond.
+    /// Columns of C in this block: 1..=NR, the panel zero-padded beyond,
+    /// or 2·NR for the two-panel kernel.
     cols: usize,
     k: usize,
     /// A(i, p) of the block's first row sits at `a + i·rsa + p·csa`.
@@ -590,26 +592,36 @@ mod tests {
     #[test]
     fn panel_pairs_round_like_single_panels() {
         // n = 32 takes the two-panel kernel where there is one; the same
-        // product as two 16-column halves takes the one-panel kernel.
+        // product as two 16-column halves takes the one-panel kernel. B is
+        // read in place (row-major) or packed (transposed).
         let (m, k, n, half) = (13, 37, 32, 16);
         let (a, b, bias) = (values(m * k, 0.37), values(k * n, 0.11), values(n, 0.7));
         for kernel in Kernel::all_available().into_iter().flatten() {
             for beta in [0.0f32, 0.5] {
-                let start = values(m * n, 0.23);
-                let mut whole = start.clone();
-                let mut halves = start.clone();
-                unsafe {
-                    sgemm_with(Some(kernel), m, k, n, 1.5, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, beta, bias.as_ptr(), whole.as_mut_ptr(), n as isize, 1);
-                    for j in [0, half] {
+                // Strides of B, and the offset of column j.
+                for (rsb, csb) in [(n, 1), (1, k)] {
+                    let start = values(m * n, 0.23);
+                    let mut whole = start.clone();
+                    let mut halves = start.clone();
+                    unsafe {
                         sgemm_with(
-                            Some(kernel), m, k, half, 1.5,
+                            Some(kernel), m, k, n, 1.5,
                             a.as_ptr(), k as isize, 1,
-                            b.as_ptr().add(j), n as isize, 1,
-                            beta, bias.as_ptr().add(j), halves.as_mut_ptr().add(j), n as isize, 1,
+                            b.as_ptr(), rsb as isize, csb as isize,
+                            beta, bias.as_ptr(), whole.as_mut_ptr(), n as isize, 1,
                         );
+                        for j in [0, half] {
+                            sgemm_with(
+                                Some(kernel), m, k, half, 1.5,
+                                a.as_ptr(), k as isize, 1,
+                                b.as_ptr().add(j * csb), rsb as isize, csb as isize,
+                                beta, bias.as_ptr().add(j), halves.as_mut_ptr().add(j), n as isize, 1,
+                            );
+                        }
                     }
+                    let same = whole.iter().zip(&halves).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{kernel:?} beta {beta} B strides ({rsb}, {csb})");
                 }
-                assert!(whole.iter().zip(&halves).all(|(x, y)| x.to_bits() == y.to_bits()), "{kernel:?} beta {beta}");
             }
         }
     }
