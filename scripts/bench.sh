@@ -65,20 +65,26 @@ else
     echo "skipped: $torch_python is not a Python with torch and safetensors; set LNLAB_TORCH_PYTHON"
 fi
 
-# On lavapipe the large model would take about 25 s per step (estimated
-# from 16 times the standard model's work), so the suite leaves it out.
 section "head to head on the standard preset: lnlab and PyTorch in turn"
-# Run one after the other, seven times each, so that a change in the
-# machine's speed during the suite (a shared virtual machine drifts by 10%
-# within minutes) affects both sides alike; the medians are compared.
+# Run one after the other, seven times each and each going first in turn,
+# so that a change in the machine's speed during the suite (a shared
+# virtual machine drifts by 10% within minutes) affects both sides alike;
+# the medians are compared.
 if [ -x "$torch_python" ] && "$torch_python" -c 'import torch, safetensors' 2>/dev/null; then
     rate() { awk '{ print $3 }'; }
     for threads in 1 2; do
         lnlab_rates=()
         torch_rates=()
+        lnlab_once() { lnlab_rates+=("$(cargo run --release --quiet --example bench_train -- --model standard --placement pre --warmup 3 --steps 30 --threads "$threads" | rate)"); }
+        torch_once() { torch_rates+=("$("$torch_python" scripts/torch_bench.py --threads "$threads" --models standard --warmup 3 --steps 30 | tail -n 1 | rate)"); }
         for round in 1 2 3 4 5 6 7; do
-            lnlab_rates+=("$(cargo run --release --quiet --example bench_train -- --model standard --placement pre --warmup 3 --steps 30 --threads "$threads" | rate)")
-            torch_rates+=("$("$torch_python" scripts/torch_bench.py --threads "$threads" --models standard --warmup 3 --steps 30 | tail -n 1 | rate)")
+            if [ $((round % 2)) -eq 1 ]; then
+                lnlab_once
+                torch_once
+            else
+                torch_once
+                lnlab_once
+            fi
         done
         python3 - "$threads" "${lnlab_rates[*]}" "${torch_rates[*]}" <<'PY'
 import statistics
@@ -95,6 +101,8 @@ else
     echo "skipped: $torch_python is not a Python with torch and safetensors; set LNLAB_TORCH_PYTHON"
 fi
 
+# On lavapipe the large model would take about 25 s per step (estimated
+# from 16 times the standard model's work), so the suite leaves it out.
 section "native GPU path (WGSL through wgpu)"
 run cargo run --release --quiet --example bench_train -- --backend gpu --model small --placement pre --warmup 1 --steps 5
 run cargo run --release --quiet --example bench_train -- --backend gpu --model standard --placement pre --warmup 1 --steps 3
