@@ -3,7 +3,10 @@
 // WebGPU path (SwiftShader, a software adapter). Prints plain text in the
 // line format of examples/bench_train.rs.
 //
-//     node scripts/bench-page.mjs [--no-webgpu] [--model small|standard|large]
+//     node scripts/bench-page.mjs [--no-webgpu] [--no-workers] [--model small|standard|large]
+//
+// --no-workers removes the Worker constructor before the page starts, so the
+// CPU path computes both shards of each step on the page's own thread.
 //
 // Needs dist/ from scripts/build-web.sh and the npm packages (playwright-core).
 // The static server listens on 127.0.0.1 and is closed with the browsers on
@@ -110,8 +113,8 @@ async function measureFirstChart(browser, url, count) {
   return times;
 }
 
-/** Trains one run from a link and returns its timing, or throws with the page's log. */
-async function measureRun(browser, serverUrl, run, vocab) {
+/** Trains one run from a link, without web workers when `withoutWorkers` is set, and prints its timing; throws with the page's log. */
+async function measureRun(browser, serverUrl, run, vocab, withoutWorkers) {
   const shape = models[run.model];
   const steps = run.warmup + run.timed;
   const query = new URLSearchParams({
@@ -133,6 +136,11 @@ async function measureRun(browser, serverUrl, run, vocab) {
   page.on('pageerror', (error) => log.push(`page error: ${error.message}`));
   try {
     await page.addInitScript(recordStatusChanges);
+    if (withoutWorkers) {
+      await page.addInitScript(() => {
+        delete globalThis.Worker;
+      });
+    }
     await page.goto(`${serverUrl}?${query}`);
     await page
       .waitForFunction(() => ['finished', 'diverged'].includes(document.getElementById('status')?.getAttribute('data-state')), null, {
@@ -175,7 +183,8 @@ async function measureRun(browser, serverUrl, run, vocab) {
     const trainingOnly = beforeEnd ? (beforeEnd.step - start.step) / ((beforeEnd.time - start.time) / 1000) : NaN;
     const flops = flopsPerStep(shape, vocab);
     const browserVersion = result.userAgent.match(/Chrome\/([\d.]+)/)?.[1] ?? 'unknown version';
-    const where = run.backend === 'cpu' ? 'WebAssembly (SIMD128)' : result.backendLabel;
+    // The CPU label ends with where the shards ran: "in 2 workers" or "in the page".
+    const where = run.backend === 'cpu' ? `WebAssembly (SIMD128) ${result.backendLabel.replace(/^CPU \(WebAssembly\)\s*/, '')}` : result.backendLabel;
     console.log(
       `${run.model.padEnd(8)} ${'Pre-LN'.padEnd(8)} ${perSecond.toFixed(3).padStart(9)} steps/s ${((flops * perSecond) / 1e9).toFixed(3).padStart(8)} GFLOP/s  ` +
         `(${(flops / 1e9).toFixed(3)} GFLOP per step, ${timedSteps} steps after ${start.step} warm-up, last evaluation included; ` +
@@ -188,13 +197,16 @@ async function measureRun(browser, serverUrl, run, vocab) {
 }
 
 async function main() {
-  const usage = 'usage: node scripts/bench-page.mjs [--no-webgpu] [--model small|standard|large]';
+  const usage = 'usage: node scripts/bench-page.mjs [--no-webgpu] [--no-workers] [--model small|standard|large]';
   const args = process.argv.slice(2);
   let withWebgpu = true;
+  let withoutWorkers = false;
   let onlyModel = null;
   for (let i = 0; i < args.length; i += 1) {
     if (args[i] === '--no-webgpu') {
       withWebgpu = false;
+    } else if (args[i] === '--no-workers') {
+      withoutWorkers = true;
     } else if (args[i] === '--model' && args[i + 1] in models) {
       onlyModel = args[i + 1];
       i += 1;
@@ -215,14 +227,14 @@ async function main() {
     console.log(`chart    first sized canvas#metric-chart after ${chartTimes.map((ms) => `${Math.round(ms)} ms`).join(', ')} (navigation start, ${chartRepeats} loads)`);
 
     for (const run of selected.filter((r) => r.backend === 'cpu')) {
-      await measureRun(cpuBrowser, server.url, run, vocab);
+      await measureRun(cpuBrowser, server.url, run, vocab, withoutWorkers);
     }
 
     if (withWebgpu) {
       const gpuBrowser = await launchChromium({ webgpu: true });
       browsers.push(gpuBrowser);
       for (const run of selected.filter((r) => r.backend === 'webgpu')) {
-        await measureRun(gpuBrowser, server.url, run, vocab);
+        await measureRun(gpuBrowser, server.url, run, vocab, false);
       }
     }
   } finally {
