@@ -66,10 +66,10 @@ else
 fi
 
 section "head to head on the standard preset: lnlab and PyTorch in turn"
-# Run one after the other, seven times each and each going first in turn,
-# so that a change in the machine's speed during the suite (a shared
-# virtual machine drifts by 10% within minutes) affects both sides alike;
-# the medians are compared.
+# Run one after the other, seven times each, each going first in turn. A
+# shared virtual machine's speed drifts by 10% or more within minutes, and
+# alternating runs expose both programs to it alike. The medians are
+# compared.
 if [ -x "$torch_python" ] && "$torch_python" -c 'import torch, safetensors' 2>/dev/null; then
     rate() { awk '{ print $3 }'; }
     for threads in 1 2; do

@@ -81,7 +81,8 @@ impl Optimizer {
                     correction2: (1.0 - ADAM_BETA2.powi(t)) as f32,
                 };
                 let len = params.len();
-                assert!(self.first_moment.len() == len && self.second_moment.len() == len, "an optimiser built for another model");
+                assert_eq!(self.first_moment.len(), len, "an optimiser built for another model");
+                assert_eq!(self.second_moment.len(), len, "an optimiser built for another model");
                 let (params, first, second) = (SharedMut(params.as_mut_ptr()), SharedMut(self.first_moment.as_mut_ptr()), SharedMut(self.second_moment.as_mut_ptr()));
                 let (grads, mask) = (Shared(grads.as_ptr()), Shared(self.decay_mask.as_ptr()));
                 // Each parameter's update depends on its own values only, so

@@ -93,7 +93,7 @@ struct Lab {
     settings: RwSignal<Settings>,
     view: RwSignal<ViewChoices>,
     backend: RwSignal<Option<BackendChoice>>,
-    /// Where the CPU path computes its steps, once a CPU run has started.
+    /// Place where the CPU path computes its steps, once a CPU run has started.
     compute: RwSignal<Option<String>>,
     state: RwSignal<RunState>,
     steps_done: RwSignal<usize>,
@@ -132,7 +132,7 @@ struct Lab {
     start_model: StoredValue<Option<(String, crate::model::Model<f32>, Option<String>)>, LocalStorage>,
     /// Bumped by Reset, so a loop still running from before stops.
     generation: StoredValue<u64>,
-    /// Generation of the training loop that holds the session, if any.
+    /// Generation of the training loop that owns the session, if any.
     looping: StoredValue<Option<u64>>,
 }
 

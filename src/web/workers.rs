@@ -47,6 +47,7 @@ impl TrainWorker {
         options.set_type(web_sys::WorkerType::Module);
         options.set_name("lnlab training worker");
         let worker = web_sys::Worker::new_with_options(script, &options).map_err(|e| format!("cannot start a worker: {}", describe_js(&e)))?;
+
         let waiting: Waiting = Rc::default();
         let queue = waiting.clone();
         let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
@@ -59,9 +60,9 @@ impl TrainWorker {
                 let _ = sender.send(reply);
             }
         });
-        // A script that fails to load raises a plain Event, an exception in
-        // the worker an ErrorEvent, and a reply that cannot be read a
-        // messageerror; each fails every reply still owed.
+        // A script that fails to load raises a plain Event, and an exception
+        // in the worker an ErrorEvent. Either, like a reply that cannot be
+        // read (messageerror), fails every reply still owed.
         let queue = waiting.clone();
         let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
             // Handled here, so not reported again to the page's crash panel.
@@ -76,6 +77,7 @@ impl TrainWorker {
                 let _ = sender.send(Err(reason.clone()));
             }
         });
+
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         worker.set_onmessageerror(Some(on_error.as_ref().unchecked_ref()));
@@ -135,6 +137,7 @@ impl WorkerPool {
         let resolve = |path: &str| web_sys::Url::new_with_base(path, &base).map(|u| u.href()).map_err(|e| describe_js(&e));
         let (glue, script) = (resolve(&glue)?, resolve(WORKER_SCRIPT)?);
         let workers = (0..count.max(1)).map(|_| TrainWorker::spawn(&script)).collect::<Result<Vec<_>, _>>()?;
+
         let mut pending = Vec::new();
         for worker in &workers {
             let message = Object::new();
@@ -142,6 +145,7 @@ impl WorkerPool {
             set(&message, "module", &wasm_bindgen::module());
             pending.push(worker.post(&message, &Array::new())?);
         }
+
         // A worker that neither replies nor fails is given up on.
         let queues: Vec<Waiting> = workers.iter().map(|w| w.waiting.clone()).collect();
         let on_timeout = Closure::once(move || {
@@ -249,7 +253,7 @@ thread_local! {
     static REFUSED: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// The page's workers if they have started.
+/// Returns the page's workers if they have started.
 pub fn current_pool() -> Option<Rc<WorkerPool>> {
     POOL.with_borrow(|p| p.clone())
 }
@@ -260,8 +264,9 @@ fn refuse_pool(reason: String) {
     REFUSED.with_borrow_mut(|refused| *refused = Some(reason));
 }
 
-/// The page's workers, started on first use: one per shard, or one per
-/// logical CPU when there are fewer. Returns the reason when there are none.
+/// Returns the page's workers, starting them on first use: one per shard,
+/// or one per logical CPU when there are fewer. Returns the reason when
+/// there are none.
 pub async fn shared_pool() -> Result<Rc<WorkerPool>, String> {
     if let Some(pool) = POOL.with_borrow(|p| p.clone()) {
         return Ok(pool);
@@ -284,7 +289,7 @@ pub async fn shared_pool() -> Result<Rc<WorkerPool>, String> {
     }
 }
 
-/// The worker side: the loss and gradient of one shard. The worker script
+/// Computes the loss and gradient of one shard, on the worker side. The worker script
 /// calls it through the exported `train_shard`. The model is kept between
 /// calls and rebuilt when the configuration changes.
 pub fn train_shard(config: &str, params: &[f32], tokens: &[u32], targets: &[u32], batch: usize) -> Result<ShardGradient, String> {
