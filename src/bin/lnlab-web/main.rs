@@ -43,6 +43,9 @@ impl ShardResult {
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn train_shard(config: &str, params: &[f32], tokens: &[u32], targets: &[u32], batch: usize) -> Result<ShardResult, String> {
+    // A panic then reaches the worker's console with its message, not only
+    // as "unreachable".
+    console_error_panic_hook::set_once();
     let part = lnlab::web::workers::train_shard(config, params, tokens, targets, batch)?;
     Ok(ShardResult { loss: part.loss, grads: part.grads })
 }
