@@ -229,7 +229,7 @@ impl ShardRunner for PageShards {
                 Err(reason) => {
                     web_sys::console::warn_1(&format!("lnlab: training workers failed ({reason}); training continues in the page").into());
                     self.pool = None;
-                    refuse_pool(reason);
+                    disable_pool(reason);
                 }
             }
         }
@@ -259,7 +259,7 @@ pub fn current_pool() -> Option<Rc<WorkerPool>> {
 }
 
 /// Drops the workers and keeps later runs from starting them again.
-fn refuse_pool(reason: String) {
+fn disable_pool(reason: String) {
     POOL.with_borrow_mut(|pool| *pool = None);
     REFUSED.with_borrow_mut(|refused| *refused = Some(reason));
 }

@@ -351,18 +351,26 @@ unsafe fn avx512<const R: usize>(block: Block) {
         }
     }
     let mask: __mmask16 = if block.cols >= 16 { u16::MAX } else { (1u16 << block.cols) - 1 };
-    let alpha = _mm512_set1_ps(block.alpha);
-    for (r, sum) in acc.iter().enumerate() {
-        let out = block.c.offset(r as isize * block.rsc);
-        let mut value = _mm512_mul_ps(*sum, alpha);
-        if block.beta != 0.0 {
-            value = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, out), _mm512_set1_ps(block.beta), value);
-        }
-        if !block.bias.is_null() {
-            value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask, block.bias));
-        }
-        _mm512_mask_storeu_ps(out, mask, value);
+    for (r, &sum) in acc.iter().enumerate() {
+        store_avx512(sum, block.c.offset(r as isize * block.rsc), mask, &block, block.bias);
     }
+}
+
+/// Writes `alpha·sum + beta·C`, plus 16 values of `bias` unless it is null,
+/// to the floats of `out` that `mask` selects.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn store_avx512(sum: std::arch::x86_64::__m512, out: *mut f32, mask: std::arch::x86_64::__mmask16, block: &Block, bias: *const f32) {
+    use std::arch::x86_64::*;
+    let mut value = _mm512_mul_ps(sum, _mm512_set1_ps(block.alpha));
+    if block.beta != 0.0 {
+        value = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, out), _mm512_set1_ps(block.beta), value);
+    }
+    if !bias.is_null() {
+        value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask, bias));
+    }
+    _mm512_mask_storeu_ps(out, mask, value);
 }
 
 /// Computes a block of two full panels (MR×32): sixteen accumulators keep
@@ -383,18 +391,11 @@ unsafe fn avx512_pair<const R: usize>(block: Block) {
             sums[1] = _mm512_fmadd_ps(value, b1, sums[1]);
         }
     }
-    let alpha = _mm512_set1_ps(block.alpha);
     for (r, sums) in acc.iter().enumerate() {
         for (half, &sum) in sums.iter().enumerate() {
             let out = block.c.offset(r as isize * block.rsc).add(16 * half);
-            let mut value = _mm512_mul_ps(sum, alpha);
-            if block.beta != 0.0 {
-                value = _mm512_fmadd_ps(_mm512_loadu_ps(out), _mm512_set1_ps(block.beta), value);
-            }
-            if !block.bias.is_null() {
-                value = _mm512_add_ps(value, _mm512_loadu_ps(block.bias.add(16 * half)));
-            }
-            _mm512_storeu_ps(out, value);
+            let bias = if block.bias.is_null() { block.bias } else { block.bias.add(16 * half) };
+            store_avx512(sum, out, u16::MAX, &block, bias);
         }
     }
 }

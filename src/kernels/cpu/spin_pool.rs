@@ -49,7 +49,7 @@ struct Pool {
     /// The running kernel, or null. Its lifetime is erased; `run` keeps it
     /// alive until no helper is inside it.
     region: AtomicPtr<Region<'static>>,
-    /// Bumped for every kernel, so that a waiting helper sees one start.
+    /// Counter bumped for every kernel, which a waiting helper polls to detect a new one.
     epoch: AtomicUsize,
     /// Helpers between reading `region` and leaving it.
     inside: AtomicUsize,
