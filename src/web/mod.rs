@@ -132,8 +132,9 @@ struct Lab {
     start_model: StoredValue<Option<(String, crate::model::Model<f32>, Option<String>)>, LocalStorage>,
     /// Bumped by Reset, so a loop still running from before stops.
     generation: StoredValue<u64>,
-    /// Generation of the training loop that owns the session, if any.
-    looping: StoredValue<Option<u64>>,
+    /// Generation of the training loop that owns the session, if any. A
+    /// loop still finishing its step after Pause shows as "pausing".
+    looping: RwSignal<Option<u64>>,
 }
 
 /// Clears [`Lab::looping`] when a training loop ends, by whatever return.
@@ -144,8 +145,8 @@ struct LoopGuard {
 
 impl Drop for LoopGuard {
     fn drop(&mut self) {
-        if self.lab.looping.get_value() == Some(self.generation) {
-            self.lab.looping.set_value(None);
+        if self.lab.looping.get_untracked() == Some(self.generation) {
+            self.lab.looping.set(None);
         }
     }
 }
@@ -180,7 +181,22 @@ impl Lab {
             next_label: StoredValue::new(None),
             start_model: StoredValue::new_local(None),
             generation: StoredValue::new(0),
-            looping: StoredValue::new(None),
+            looping: RwSignal::new(None),
+        }
+    }
+
+    /// Returns whether Pause was pressed while the loop still finishes the
+    /// step in flight.
+    fn pausing(self) -> bool {
+        self.state.get() == RunState::Paused && self.looping.get() == Some(self.generation.get_value())
+    }
+
+    /// Returns the run state as the status line names it.
+    fn state_name(self) -> &'static str {
+        if self.pausing() {
+            "pausing"
+        } else {
+            self.state.get().name()
         }
     }
 
@@ -272,7 +288,7 @@ impl Lab {
             return;
         }
         let generation = self.generation.get_value();
-        if self.looping.get_value() == Some(generation) {
+        if self.looping.get_untracked() == Some(generation) {
             // This run's loop is still waiting inside a step (CPU steps wait
             // for the workers): it carries on instead of a second loop
             // starting a new run.
@@ -281,7 +297,7 @@ impl Lab {
             }
             return;
         }
-        self.looping.set_value(Some(generation));
+        self.looping.set(Some(generation));
         let _looping = LoopGuard { lab: self, generation };
         let parked = self.slot.try_update_value(|slot| slot.session.take()).flatten();
         let mut session = match parked {
@@ -312,7 +328,9 @@ impl Lab {
         loop {
             let chunk_start = now_ms();
             let mut outcome = None;
-            while now_ms() - chunk_start < CHUNK_MS {
+            // Pause takes effect after the step in flight: a CPU step awaits
+            // the workers, so the page may pause in the middle of a chunk.
+            while now_ms() - chunk_start < CHUNK_MS && (single_step || self.state.get_untracked() == RunState::Training) {
                 let stepped = session.step().await;
                 // Reset while the step was waiting: this run is gone.
                 if self.generation.get_value() != generation {
@@ -628,7 +646,7 @@ fn Buttons(lab: Lab) -> impl IntoView {
         <div class="buttons">
             <button id="train" disabled=move || busy() || done() on:click=move |_| spawn_local(lab.train(false))>"Train"</button>
             <button id="pause" disabled=move || lab.state.get() != RunState::Training on:click=move |_| lab.state.set(RunState::Paused)>"Pause"</button>
-            <button id="step" disabled=move || busy() || done() on:click=move |_| spawn_local(lab.train(true))>"Step"</button>
+            <button id="step" disabled=move || busy() || done() || lab.pausing() on:click=move |_| spawn_local(lab.train(true))>"Step"</button>
             <button id="reset" on:click=move |_| lab.reset()>"Reset"</button>
         </div>
         <Show when=move || done() && lab.state.get() == RunState::Finished>
@@ -677,8 +695,8 @@ fn Status(lab: Lab) -> impl IntoView {
         <p class="status">
             <span id="backend" data-backend=backend_kind>{backend_label}</span>
             " · "
-            <span id="status" data-state=move || lab.state.get().name() data-step=move || lab.steps_done.get().to_string() data-queued=move || lab.queue.with(|q| q.len()).to_string()>
-                {move || format!("{}: step {} of {}", lab.state.get().name(), lab.steps_done.get(), total())}
+            <span id="status" data-state=move || lab.state_name() data-step=move || lab.steps_done.get().to_string() data-queued=move || lab.queue.with(|q| q.len()).to_string()>
+                {move || format!("{}: step {} of {}", lab.state_name(), lab.steps_done.get(), total())}
             </span>
             " · "
             <span id="rate">{move || format!("{:.1} steps/s", lab.steps_per_second.get())}</span>

@@ -29,7 +29,7 @@ const controlIds = [
 const buttonIds = ['train', 'pause', 'step', 'reset'];
 const placementValues = ['post', 'pre', 'peri', 'none'];
 const dataValues = ['moby-dick', 'copy', 'reverse', 'sort', 'add', 'file'];
-const runStates = ['idle', 'training', 'paused', 'finished', 'diverged'];
+const runStates = ['idle', 'training', 'pausing', 'paused', 'finished', 'diverged'];
 
 const firstChartTimeoutMs = 15_000;
 // Relative slack for measured <= bound, for rounding. Some bounds are tight:

@@ -182,10 +182,23 @@ describe('reliability on the CPU path', () => {
     try {
       await page.locator('#train').click();
       await waitForState(page, log, ['training']);
+      // Every state and step #status shows from here on. A CPU step awaits
+      // the workers, so the page hides in the middle of a step: it may show
+      // "pausing" while that step ends, but never "paused" before the last
+      // step it takes.
+      await page.evaluate(() => {
+        const status = document.getElementById('status');
+        window.shownStatus = [];
+        const record = () => window.shownStatus.push([status.getAttribute('data-state'), status.getAttribute('data-step')]);
+        new MutationObserver(record).observe(status, { attributes: true, attributeFilter: ['data-state', 'data-step'] });
+      });
       await setHidden(page, true);
       const hidden = await waitForState(page, log, ['paused'], 10_000);
       await page.waitForTimeout(500);
       assert.equal((await readStatus(page)).step, hidden.step, 'training went on in a hidden tab');
+      const history = await page.evaluate(() => window.shownStatus);
+      const premature = history.find(([state, step]) => state === 'paused' && step !== hidden.step);
+      assert.equal(premature, undefined, `#status showed paused at step ${premature?.[1]}, before the last step ${hidden.step}: ${JSON.stringify(history)}`);
 
       await setHidden(page, false);
       await waitForState(page, log, ['training'], 10_000);
