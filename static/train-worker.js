@@ -32,9 +32,13 @@ self.onmessage = async ({ data }) => {
   try {
     const result = lab.train_shard(data.config, data.params, data.tokens, data.targets, data.batch);
     const loss = result.loss;
-    const grads = result.take_grads();
-    result.free();
-    self.postMessage({ loss, grads }, [grads.buffer]);
+    // The reply reuses the parameters' array, which the page sends again.
+    try {
+      result.write_grads(data.params);
+    } finally {
+      result.free();
+    }
+    self.postMessage({ loss, grads: data.params }, [data.params.buffer]);
   } catch (error) {
     fail(error);
   }

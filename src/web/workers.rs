@@ -118,6 +118,10 @@ fn set(object: &Object, key: &str, value: &JsValue) {
 /// Workers that compute shard gradients for the page.
 pub struct WorkerPool {
     workers: Vec<TrainWorker>,
+    /// Arrays the workers' gradients came back in, reused for the next
+    /// parameters sent: a fresh megabyte-sized array per message costs
+    /// more than the copy into it.
+    spare: RefCell<Vec<Float32Array>>,
 }
 
 impl WorkerPool {
@@ -167,7 +171,7 @@ impl WorkerPool {
             }
         }
         window.clear_timeout_with_handle(timer);
-        started.map(|()| WorkerPool { workers })
+        started.map(|()| WorkerPool { workers, spare: RefCell::default() })
     }
 
     pub fn len(&self) -> usize {
@@ -178,7 +182,7 @@ impl WorkerPool {
         let config = serde_json::to_string(&model.config).map_err(|e| e.to_string())?;
         let mut pending = Vec::with_capacity(shards.len());
         for (s, shard) in shards.iter().enumerate() {
-            let params = Float32Array::from(&model.params[..]);
+            let params = self.params_array(&model.params);
             let message = Object::new();
             set(&message, "config", &config.clone().into());
             set(&message, "params", &params);
@@ -200,8 +204,23 @@ impl WorkerPool {
             let mut buffer = crate::model::scratch::buffer(model.params.len());
             grads.copy_to(&mut buffer);
             parts.push(ShardGradient { loss: loss as f32, grads: buffer });
+            self.spare.borrow_mut().push(grads);
         }
         Ok(parts)
+    }
+
+    /// Returns `params` in a JavaScript array to send, reusing a spare one
+    /// of the same length.
+    fn params_array(&self, params: &[f32]) -> Float32Array {
+        let mut spare = self.spare.borrow_mut();
+        spare.retain(|array| array.length() as usize == params.len());
+        match spare.pop() {
+            Some(array) => {
+                array.copy_from(params);
+                array
+            }
+            None => Float32Array::from(params),
+        }
     }
 }
 

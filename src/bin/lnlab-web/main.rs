@@ -32,9 +32,14 @@ impl ShardResult {
         self.loss
     }
 
-    /// Moves the gradient out, as a new Float32Array in JavaScript.
-    pub fn take_grads(&mut self) -> Vec<f32> {
-        std::mem::take(&mut self.grads)
+    /// Copies the gradient into `target`, which must have one float per
+    /// parameter: the worker replies in the array the parameters came in.
+    pub fn write_grads(&self, target: &js_sys::Float32Array) -> Result<(), String> {
+        if target.length() as usize != self.grads.len() {
+            return Err(format!("an array of {} floats cannot hold {} gradients", target.length(), self.grads.len()));
+        }
+        target.copy_from(&self.grads);
+        Ok(())
     }
 }
 
