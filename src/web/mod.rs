@@ -406,7 +406,12 @@ impl Lab {
                 }
                 break;
             }
-            yield_to_browser().await;
+            // A step that waits for the workers has let the browser render
+            // already; the next one starts at once, so that the charts
+            // just published draw while the workers compute.
+            if !session.waits_for_workers() {
+                yield_to_browser().await;
+            }
         }
         self.slot.update_value(|slot| slot.session = Some(session));
         runs::save(self);

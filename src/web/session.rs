@@ -215,6 +215,12 @@ impl Session {
         }
     }
 
+    /// Returns whether each step waits for the training workers, which
+    /// lets the browser render while they compute.
+    pub fn waits_for_workers(&self) -> bool {
+        matches!(self, Session::Cpu(trainer) if trainer.backend.runner.workers() > 0)
+    }
+
     pub fn uses_gpu(&self) -> bool {
         matches!(self, Session::Gpu(_))
     }
