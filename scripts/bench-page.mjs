@@ -32,7 +32,7 @@ const heads = 4;
 // that model and few steps.
 const runs = [
   { backend: 'cpu', model: 'small', warmup: 20, timed: 300 },
-  { backend: 'cpu', model: 'standard', warmup: 3, timed: 30 },
+  { backend: 'cpu', model: 'standard', warmup: 3, timed: 60 },
   { backend: 'cpu', model: 'large', warmup: 1, timed: 4 },
   { backend: 'webgpu', model: 'small', warmup: 1, timed: 4 },
 ];

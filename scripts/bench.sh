@@ -25,6 +25,21 @@ export WGPU_BACKEND="${WGPU_BACKEND:-vulkan}"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
 section() { printf '\n== %s\n' "$*"; }
+
+# Prints two lists of rates with their medians, then the ratio of the
+# medians: compare_medians PREFIX NAME_A "RATES_A" NAME_B "RATES_B".
+compare_medians() {
+    python3 - "$@" <<'PY'
+import statistics
+import sys
+
+prefix, name_a, rates_a, name_b, rates_b = sys.argv[1:6]
+a, b = [float(x) for x in rates_a.split()], [float(x) for x in rates_b.split()]
+for name, rates in ((name_a, a), (name_b, b)):
+    print(f"{prefix}: {name} {' '.join(f'{x:.2f}' for x in rates)} steps/s, median {statistics.median(rates):.2f}")
+print(f"{prefix}: {name_a} / {name_b} = {statistics.median(a) / statistics.median(b):.3f} (medians)")
+PY
+}
 load_average() { cut -d' ' -f1-3 /proc/loadavg; }
 
 # Prints a command, then runs it.
@@ -86,16 +101,7 @@ if [ -x "$torch_python" ] && "$torch_python" -c 'import torch, safetensors' 2>/d
                 lnlab_once
             fi
         done
-        python3 - "$threads" "${lnlab_rates[*]}" "${torch_rates[*]}" <<'PY'
-import statistics
-import sys
-
-threads, lnlab, torch = sys.argv[1], [float(x) for x in sys.argv[2].split()], [float(x) for x in sys.argv[3].split()]
-ratio = statistics.median(lnlab) / statistics.median(torch)
-print(f"{threads} thread(s): lnlab {' '.join(f'{x:.2f}' for x in lnlab)} steps/s, median {statistics.median(lnlab):.2f}")
-print(f"{threads} thread(s): PyTorch {' '.join(f'{x:.2f}' for x in torch)} steps/s, median {statistics.median(torch):.2f}")
-print(f"{threads} thread(s): lnlab / PyTorch = {ratio:.3f} (medians)")
-PY
+        compare_medians "$threads thread(s)" lnlab "${lnlab_rates[*]}" PyTorch "${torch_rates[*]}"
     done
 else
     echo "skipped: $torch_python is not a Python with torch and safetensors; set LNLAB_TORCH_PYTHON"
@@ -111,6 +117,25 @@ echo "large: skipped, about 25 s per step (estimated) on a software adapter"
 section "page in headless Chromium"
 if [ -d node_modules/playwright-core ] && ls dist/*.wasm >/dev/null 2>&1; then
     run node scripts/bench-page.mjs
+
+    # The page's CPU path against the native one on 1 thread, standard
+    # model, in alternating runs as above. The page's rate leaves out its
+    # final evaluation, as the native benchmark does.
+    section "head to head: page CPU path (2 workers) and native on 1 thread, standard model, 5 alternating runs each"
+    page_rates=()
+    native_rates=()
+    page_once() { page_rates+=("$(node scripts/bench-page.mjs --no-webgpu --model standard | sed -n 's/.*without it \([0-9.]*\) steps\/s.*/\1/p')"); }
+    native_once() { native_rates+=("$(cargo run --release --quiet --example bench_train -- --model standard --placement pre --warmup 3 --steps 30 --threads 1 | awk '{ print $3 }')"); }
+    for round in 1 2 3 4 5; do
+        if [ $((round % 2)) -eq 1 ]; then
+            page_once
+            native_once
+        else
+            native_once
+            page_once
+        fi
+    done
+    compare_medians "standard" page "${page_rates[*]}" "native 1 thread" "${native_rates[*]}"
 else
     echo "skipped: dist/ or node_modules/ is missing; run scripts/setup.sh and scripts/build-web.sh"
 fi
