@@ -12,7 +12,7 @@
 # scripts/setup.sh installs (the corpus, lavapipe, Chromium, node_modules)
 # and a page built by scripts/build-web.sh in dist/. PyTorch figures need
 # LNLAB_TORCH_PYTHON, or /work/torchenv/bin/python, to be a Python with torch
-# and safetensors; without one they are skipped. Takes about 6 minutes on
+# and safetensors; without one they are skipped. Takes about 5 minutes on
 # 2 cores. Run it by hand on an otherwise idle machine: CI does not run it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
