@@ -32,7 +32,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use session::{detect_backend, now_ms, yield_to_browser, BackendChoice, Session};
 
-/// State of a run, shown in `#status[data-state]`.
+/// State of a run, shown in `#status[data-state]` (see [`Lab::state_name`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RunState {
     Idle,
@@ -56,7 +56,8 @@ impl RunState {
     }
 }
 
-/// Time the loop trains before it lets the browser render, in milliseconds.
+/// Time the loop trains before it lets the browser render, in
+/// milliseconds. Steps that wait for the workers let it render anyway.
 const CHUNK_MS: f64 = 40.0;
 /// Shortest time between chart redraws while training, in milliseconds.
 const REDRAW_MS: f64 = 250.0;
@@ -135,6 +136,9 @@ struct Lab {
     /// Generation of the training loop that owns the session, if any. A
     /// loop still finishing its step after Pause shows as "pausing".
     looping: RwSignal<Option<u64>>,
+    /// Whether the running loop takes one step (Step) rather than training
+    /// on. Train pressed during that step clears it.
+    stepping: StoredValue<bool>,
 }
 
 /// Clears [`Lab::looping`] when a training loop ends, by whatever return.
@@ -182,6 +186,7 @@ impl Lab {
             start_model: StoredValue::new_local(None),
             generation: StoredValue::new(0),
             looping: RwSignal::new(None),
+            stepping: StoredValue::new(false),
         }
     }
 
@@ -280,8 +285,9 @@ impl Lab {
     }
 
     /// Trains (`single_step` false) until paused, finished or diverged, or
-    /// takes one step. Yields to the browser between chunks. A finished
-    /// preset run starts the next one in the queue.
+    /// takes one step. Yields to the browser between chunks unless the
+    /// steps wait for the workers. A finished preset run starts the next
+    /// one in the queue.
     async fn train(self, single_step: bool) {
         if let Err(error) = self.settings.with_untracked(|s| s.check()) {
             self.error.set(Some(page_settings::describe(&error)));
@@ -293,11 +299,14 @@ impl Lab {
             // for the workers): it carries on instead of a second loop
             // starting a new run.
             if !single_step {
+                // A Step in flight trains on too.
+                self.stepping.set_value(false);
                 self.state.set(RunState::Training);
             }
             return;
         }
         self.looping.set(Some(generation));
+        self.stepping.set_value(single_step);
         let _looping = LoopGuard { lab: self, generation };
         let parked = self.slot.try_update_value(|slot| slot.session.take()).flatten();
         let mut session = match parked {
@@ -319,7 +328,11 @@ impl Lab {
         }
         if self.slot.with_value(|slot| slot.snapshots.is_empty()) {
             self.keep_snapshot(&mut session).await;
+            if self.generation.get_value() != generation {
+                return;
+            }
         }
+        let stepping = move || self.stepping.get_value();
         self.error.set(None);
         self.diverged.set(None);
         self.state.set(RunState::Training);
@@ -330,7 +343,7 @@ impl Lab {
             let mut outcome = None;
             // Pause takes effect after the step in flight: a CPU step awaits
             // the workers, so the page may pause in the middle of a chunk.
-            while now_ms() - chunk_start < CHUNK_MS && (single_step || self.state.get_untracked() == RunState::Training) {
+            while now_ms() - chunk_start < CHUNK_MS && (stepping() || self.state.get_untracked() == RunState::Training) {
                 let stepped = session.step().await;
                 // Reset while the step was waiting: this run is gone.
                 if self.generation.get_value() != generation {
@@ -341,7 +354,7 @@ impl Lab {
                         if evaluated {
                             self.keep_snapshot(&mut session).await;
                         }
-                        if single_step || (evaluated && session.uses_gpu()) {
+                        if stepping() || (evaluated && session.uses_gpu()) {
                             break;
                         }
                     }
@@ -370,7 +383,7 @@ impl Lab {
             if self.generation.get_value() != generation {
                 return;
             }
-            let stopping = outcome.is_some() || single_step || self.state.get_untracked() != RunState::Training;
+            let stopping = outcome.is_some() || stepping() || self.state.get_untracked() != RunState::Training;
             let (rate_time, rate_steps) = rate_start;
             let elapsed = (now_ms() - rate_time) / 1000.0;
             if elapsed > 0.5 || (stopping && elapsed > 0.0 && session.steps_done() > rate_steps) {
@@ -400,15 +413,15 @@ impl Lab {
                 });
                 break;
             }
-            if single_step || self.state.get_untracked() != RunState::Training {
+            if stepping() || self.state.get_untracked() != RunState::Training {
                 if self.state.get_untracked() == RunState::Training {
                     self.state.set(RunState::Paused);
                 }
                 break;
             }
             // A step that waits for the workers has let the browser render
-            // already; the next one starts at once, so that the charts
-            // just published draw while the workers compute.
+            // already. The next one starts at once, so the charts just
+            // published draw while the workers compute.
             if !session.waits_for_workers() {
                 yield_to_browser().await;
             }
@@ -799,7 +812,8 @@ fn pause_when_hidden(lab: Lab) {
     let watched = document.clone();
     let on_change = Closure::<dyn FnMut()>::new(move || {
         if watched.hidden() {
-            if lab.state.get_untracked() == RunState::Training && !lab.train_hidden.get_untracked() {
+            // A single step ends by itself.
+            if lab.state.get_untracked() == RunState::Training && !lab.train_hidden.get_untracked() && !lab.stepping.get_value() {
                 lab.paused_by_hiding.set_value(true);
                 lab.state.set(RunState::Paused);
             }

@@ -177,6 +177,10 @@ fn export_checkpoint(lab: Lab) {
         lab.error.set(Some("Pause the run before saving its model.".into()));
         return;
     }
+    if lab.pausing() {
+        lab.error.set(Some("The run is pausing: save its model when the step in flight has ended.".into()));
+        return;
+    }
     let Some(mut session) = lab.slot.try_update_value(|slot| slot.session.take()).flatten() else {
         lab.error.set(Some("No model to save: the model is kept only for the run in progress. Train or Step first.".into()));
         return;
@@ -238,7 +242,7 @@ pub fn RunList(lab: Lab) -> impl IntoView {
         }
         input.set_value("");
     };
-    let has_model = move || lab.active.get().is_some() && !matches!(lab.state.get(), RunState::Training | RunState::Loading);
+    let has_model = move || lab.active.get().is_some() && !matches!(lab.state.get(), RunState::Training | RunState::Loading) && !lab.pausing();
     view! {
         <section class="runs panel" aria-label="Runs">
             <h2>"Runs"</h2>

@@ -10,7 +10,7 @@
 //   controls #placement #layers #width #heads #context #batch #dt #lr #warmup
 //     #weight-decay #optimizer #steps #eval-every #seed #data; buttons #train
 //     #pause #step #reset
-//   #status[data-state="idle"|"training"|"paused"|"finished"|"diverged"][data-step=N]
+//   #status[data-state="idle"|"loading"|"training"|"pausing"|"paused"|"finished"|"diverged"][data-step=N]
 //   table#layer-table tr[data-layer] for l = 0..L (latest evaluation)
 //   table#loss-table tr[data-step] per evaluation, data-train-loss, data-val-loss
 //   canvas#metric-chart
@@ -339,6 +339,36 @@ describe('lab page on the CPU fallback', () => {
         .catch(async () => assert.fail(`the resumed run did not finish: ${JSON.stringify(await readStatus(page))}\n${recentLog(log)}`));
       assert.equal((await readStatus(page)).step, '12', `the run stopped before its last step\n${recentLog(log)}`);
       assert.equal(await countRuns(), before + 1, `Pause then Train added more than one run\n${recentLog(log)}`);
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('train pressed during a step trains on', { timeout: runTimeoutMs + 60_000 }, async () => {
+    // Step, then Pause and Train while that one step is in flight: the run
+    // trains on to its last step instead of stopping after the one step.
+    const link = `${server.url}?layers=4&width=64&heads=4&context=64&batch=16&steps=8&eval-every=4&backend=cpu`;
+    const { page, log } = await openTab(browser, link);
+    try {
+      const clicked = await page.evaluate(async () => {
+        const status = document.getElementById('status');
+        document.getElementById('step').click();
+        for (let i = 0; i < 2000 && status.getAttribute('data-state') !== 'training'; i += 1) {
+          await new Promise((resolve) => setTimeout(resolve, 0));
+        }
+        const during = status.getAttribute('data-state');
+        document.getElementById('pause').click();
+        for (let i = 0; i < 1000 && document.getElementById('train').disabled; i += 1) {
+          await Promise.resolve();
+        }
+        document.getElementById('train').click();
+        return during;
+      });
+      assert.equal(clicked, 'training', `the step was not in flight when Pause was clicked\n${recentLog(log)}`);
+      await page
+        .waitForFunction(() => document.getElementById('status')?.getAttribute('data-state') === 'finished', null, { timeout: runTimeoutMs, polling: 250 })
+        .catch(async () => assert.fail(`the run did not train on to its end: ${JSON.stringify(await readStatus(page))}\n${recentLog(log)}`));
+      assert.equal((await readStatus(page)).step, '8', `the run stopped before its last step\n${recentLog(log)}`);
     } finally {
       await page.close();
     }
