@@ -175,6 +175,14 @@ pub fn decode(query: &str, presets: &[&str]) -> (LinkState, Vec<LinkProblem>) {
     (state, problems)
 }
 
+/// Returns the training settings that a query names, in query order. A
+/// link with a preset takes its settings from the preset, so the page
+/// names these as not used.
+pub fn settings_named(query: &str) -> Vec<String> {
+    let query = query.strip_prefix('?').unwrap_or(query);
+    group_by_key(query.as_bytes()).into_iter().map(|(key, _)| key).filter(|key| SETTING_IDS.contains(&key.as_str())).collect()
+}
+
 /// Encodes the state as a URL query without the leading `?`.
 ///
 /// Every setting and chart choice is written, so that a link keeps its
@@ -642,6 +650,13 @@ mod tests {
             assert_eq!(problem.parameter, parameter, "{query}");
             assert!(problem.reason.contains(expected), "{query}: {}", problem.reason);
         }
+    }
+
+    #[test]
+    fn settings_named_in_query_order() {
+        assert_eq!(settings_named("?preset=pre-vs-peri&lr=0.1&metric=loss&layers=4&hide=lr"), ["lr", "layers"]);
+        assert_eq!(settings_named("preset=pre-vs-peri&run=1"), Vec::<String>::new());
+        assert_eq!(settings_named("steps=5&steps=6"), ["steps"]);
     }
 
     #[test]

@@ -781,6 +781,15 @@ fn start_up(lab: Lab) {
         notices.push(message);
     }
     if let Some(preset) = link.preset.as_deref().and_then(crate::page::presets::find) {
+        let ignored = crate::page::link::settings_named(&browser::query());
+        if !ignored.is_empty() {
+            notices.push(format!(
+                "The preset \"{}\" sets the training settings, so the link's {} {} not used; choose \"None: my own settings\" under Preset comparison to set them yourself.",
+                preset.title,
+                ignored.join(", "),
+                if ignored.len() == 1 { "was" } else { "were" }
+            ));
+        }
         lab.apply_preset(preset, true);
         // The preset picks the metric unless the link names another one.
         let metric = if link.view.metric == ViewChoices::default().metric { lab.view.get_untracked().metric } else { link.view.metric };

@@ -70,6 +70,17 @@ describe('links, presets and the run list', () => {
     }
   });
 
+  test('preset link names ignored settings', async () => {
+    const { page, log } = await openTab(browser, `${server.url}?preset=pre-vs-peri&lr=0.1&layers=4`);
+    try {
+      const notice = await page.locator('#notice').innerText();
+      assert.ok(notice.includes("the link's lr, layers were not used"), `#notice is "${notice}", expected it to name lr and layers\n${recentLog(log)}`);
+      assert.notEqual(await page.locator('#lr').inputValue(), '0.1', "the link's lr replaced the preset's");
+    } finally {
+      await page.close();
+    }
+  });
+
   test('preset link trains its runs and keeps them', { timeout: 300_000 }, async () => {
     const { page, log } = await openTab(browser, `${server.url}?preset=pre-vs-peri&run=1`);
     try {
