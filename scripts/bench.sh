@@ -35,6 +35,9 @@ import sys
 
 prefix, name_a, rates_a, name_b, rates_b = sys.argv[1:6]
 a, b = [float(x) for x in rates_a.split()], [float(x) for x in rates_b.split()]
+if not a or not b:
+    print(f"{prefix}: no ratio, {name_a if not a else name_b} has no rates")
+    sys.exit(0)
 for name, rates in ((name_a, a), (name_b, b)):
     print(f"{prefix}: {name} {' '.join(f'{x:.2f}' for x in rates)} steps/s, median {statistics.median(rates):.2f}")
 print(f"{prefix}: {name_a} / {name_b} = {statistics.median(a) / statistics.median(b):.3f} (medians)")
@@ -121,10 +124,22 @@ if [ -d node_modules/playwright-core ] && ls dist/*.wasm >/dev/null 2>&1; then
     # The page's CPU path against the native one on 1 thread, standard
     # model, in alternating runs as above. The page's rate leaves out its
     # final evaluation, as the native benchmark does.
-    section "head to head: page CPU path (2 workers) and native on 1 thread, standard model, 5 alternating runs each"
+    section "head to head: page CPU path and native on 1 thread, standard model, 5 alternating runs each"
     page_rates=()
     native_rates=()
-    page_once() { page_rates+=("$(node scripts/bench-page.mjs --no-webgpu --model standard | sed -n 's/.*without it \([0-9.]*\) steps\/s.*/\1/p')"); }
+    page_where="nowhere: no page run gave a rate"
+    # A failed page run, or one without a rate, is named and left out.
+    page_once() {
+        local line rate
+        line=$(node scripts/bench-page.mjs --no-webgpu --model standard | grep '^standard') || line=
+        rate=$(sed -n 's/.*without it \([0-9.]*\) steps\/s.*/\1/p' <<<"$line")
+        if [ -z "$rate" ]; then
+            echo "page run left out, no rate: ${line:-bench-page.mjs failed}"
+            return
+        fi
+        page_rates+=("$rate")
+        page_where=$(sed -n 's/.* on page WebAssembly (SIMD128) \(.*\), Chromium.*/\1/p' <<<"$line")
+    }
     native_once() { native_rates+=("$(cargo run --release --quiet --example bench_train -- --model standard --placement pre --warmup 3 --steps 30 --threads 1 | awk '{ print $3 }')"); }
     for round in 1 2 3 4 5; do
         if [ $((round % 2)) -eq 1 ]; then
@@ -135,6 +150,7 @@ if [ -d node_modules/playwright-core ] && ls dist/*.wasm >/dev/null 2>&1; then
             page_once
         fi
     done
+    echo "the page trained $page_where"
     compare_medians "standard" page "${page_rates[*]}" "native 1 thread" "${native_rates[*]}"
 else
     echo "skipped: dist/ or node_modules/ is missing; run scripts/setup.sh and scripts/build-web.sh"
