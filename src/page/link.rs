@@ -258,6 +258,12 @@ fn repeated_problem(key: &str, values: &[String]) -> LinkProblem {
 fn set_parameter(state: &mut LinkState, key: &str, value: &str, presets: &[&str]) -> Result<(), String> {
     let settings = &mut state.settings;
     let view = &mut state.view;
+    // Names match in any case, as a hand-typed link may capitalise them.
+    let name = value.to_ascii_lowercase();
+    let value = match key {
+        "placement" | "optimizer" | "data" | "metric" | "layer-scale" | "loss-scale" | "x-scale" | "preset" | "embed" | "run" | "backend" => name.as_str(),
+        _ => value,
+    };
     match key {
         "placement" => settings.placement = Placement::parse(value).map_err(|error| rejected(key, &error.allowed))?,
         "optimizer" => settings.optimizer = parse_optimizer(value).ok_or_else(|| rejected(key, "adamw or sgd"))?,
@@ -413,7 +419,8 @@ fn settle_combination(settings: &mut Settings, problems: &mut Vec<LinkProblem>) 
 
 /// Parses a `hide` list, with a problem for each unknown id.
 fn parse_hidden(value: &str, problems: &mut Vec<LinkProblem>) -> Vec<&'static str> {
-    let requested: Vec<&str> = value.split(',').map(str::trim).filter(|id| !id.is_empty()).collect();
+    let lowered = value.to_ascii_lowercase();
+    let requested: Vec<&str> = lowered.split(',').map(str::trim).filter(|id| !id.is_empty()).collect();
     for id in requested.iter().filter(|id| !CONTROL_IDS.contains(id)) {
         let reason = format!("unknown control id, so it stays visible; the ids are {}", CONTROL_IDS.join(", "));
         problems.push(problem("hide", id, reason));
@@ -638,7 +645,7 @@ mod tests {
             ("metric=max", "metric", "max_token_norm"),
             ("layer-scale=ln", "layer-scale", "linear or log"),
             ("x-scale=", "x-scale", "linear or log"),
-            ("loss-scale=LOG", "loss-scale", "linear or log"),
+            ("loss-scale=logarithmic", "loss-scale", "linear or log"),
             ("embed=yes", "embed", "1, 0, true or false"),
             ("run=2", "run", "1, 0, true or false"),
             ("backend=gpu", "backend", "auto, cpu or webgpu"),
@@ -650,6 +657,18 @@ mod tests {
             assert_eq!(problem.parameter, parameter, "{query}");
             assert!(problem.reason.contains(expected), "{query}: {}", problem.reason);
         }
+    }
+
+    #[test]
+    fn names_match_in_any_case() {
+        let (state, problems) = decode("placement=PRE&optimizer=Sgd&layer-scale=LOG&backend=CPU&run=TRUE&hide=LR", &["warmup"]);
+        assert_eq!(problems, []);
+        assert_eq!(state.settings.placement, Placement::Pre);
+        assert_eq!(state.settings.optimizer, OptimizerKind::Sgd);
+        assert_eq!(state.view.layer_scale, AxisScale::Log);
+        assert_eq!(state.backend, BackendRequest::Cpu);
+        assert!(state.autorun);
+        assert_eq!(state.hidden, ["lr"]);
     }
 
     #[test]
