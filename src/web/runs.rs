@@ -204,8 +204,30 @@ fn export_checkpoint(lab: Lab) {
     });
 }
 
+/// Returns the name the run list shows for a run.
+fn run_name(entry: &SavedRun) -> String {
+    entry.label.clone().unwrap_or_else(|| format!("{} run {}", entry.run.model.placement.label(), entry.id))
+}
+
+/// Puts a deleted run back at its place in the list. It takes a new id if
+/// a later run took its own, and stays off the charts if they are full.
+fn restore(lab: Lab, index: usize, mut entry: SavedRun) {
+    lab.runs.update(|list| {
+        if list.iter().any(|r| r.id == entry.id) {
+            entry.id = list.iter().map(|r| r.id).max().unwrap_or(0) + 1;
+        }
+        if entry.shown && list.iter().filter(|r| r.shown).count() >= MAX_SHOWN {
+            entry.shown = false;
+        }
+        list.insert(index.min(list.len()), entry);
+    });
+    save(lab);
+}
+
 #[component]
 pub fn RunList(lab: Lab) -> impl IntoView {
+    // The last deleted run and its place in the list, until Undo.
+    let deleted: RwSignal<Option<(usize, SavedRun)>> = RwSignal::new(None);
     let shown_count = move || lab.runs.with(|l| l.iter().filter(|r| r.shown).count());
     let toggle = move |id: u64, checkbox: web_sys::HtmlInputElement| {
         let show = checkbox.checked();
@@ -225,8 +247,20 @@ pub fn RunList(lab: Lab) -> impl IntoView {
         if lab.active.get_untracked() == Some(id) {
             lab.reset();
         }
-        lab.runs.update(|list| list.retain(|r| r.id != id));
+        let mut removed = None;
+        lab.runs.update(|list| {
+            if let Some(index) = list.iter().position(|r| r.id == id) {
+                removed = Some((index, list.remove(index)));
+            }
+        });
+        deleted.set(removed);
         save(lab);
+    };
+    let undo = move |_| {
+        if let Some((index, entry)) = deleted.get_untracked() {
+            deleted.set(None);
+            restore(lab, index, entry);
+        }
     };
     let on_import = move |ev: leptos::ev::Event| {
         let input: web_sys::HtmlInputElement = event_target(&ev);
@@ -254,7 +288,7 @@ pub fn RunList(lab: Lab) -> impl IntoView {
                         <For each=move || lab.runs.get() key=|r| (r.id, r.shown, r.run.evals.len(), r.label.clone()) let:entry>
                             {
                                 let id = entry.id;
-                                let name = entry.label.clone().unwrap_or_else(|| format!("{} run {id}", entry.run.model.placement.label()));
+                                let name = run_name(&entry);
                                 let checkbox_id = format!("show-run-{id}");
                                 view! {
                                     <tr data-run-id=id.to_string() data-shown=entry.shown.to_string() data-steps=entry.run.evals.last().map(|e| e.step).unwrap_or(0).to_string()>
@@ -273,6 +307,12 @@ pub fn RunList(lab: Lab) -> impl IntoView {
                     </tbody>
                 </table>
             </div>
+            <Show when=move || deleted.with(|d| d.is_some())>
+                <p class="muted" id="deleted-run" role="status">
+                    {move || deleted.with(|d| d.as_ref().map(|(_, entry)| format!("Deleted \u{201c}{}\u{201d}. ", run_name(entry))).unwrap_or_default())}
+                    <button type="button" class="small" id="undo-delete" on:click=undo>"Undo"</button>
+                </p>
+            </Show>
             <div class="buttons">
                 <button type="button" id="export-report" on:click=move |_| export_report(lab)>"Report of shown runs (HTML)"</button>
                 <button type="button" id="export-checkpoint" disabled=move || !has_model() on:click=move |_| export_checkpoint(lab)>"Model of current run (safetensors)"</button>

@@ -218,6 +218,10 @@ describe('links, presets and the run list', () => {
     assert.deepEqual(after, before, 'the run list changed across a reload');
 
     await page.locator(`#run-list button[data-delete="${after.at(-1).id}"]`).click();
+    assert.deepEqual(await readRunList(page), after.slice(0, -1), 'Delete left the run in the list');
+    await page.locator('#undo-delete').click();
+    assert.deepEqual(await readRunList(page), after, 'Undo did not put the deleted run back in its place');
+    await page.locator(`#run-list button[data-delete="${after.at(-1).id}"]`).click();
     await page.reload();
     await waitForBackend(page, log);
     assert.deepEqual(await readRunList(page), after.slice(0, -1), 'a deleted run came back after a reload');
