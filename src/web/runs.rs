@@ -289,6 +289,8 @@ pub fn RunList(lab: Lab) -> impl IntoView {
                             {
                                 let id = entry.id;
                                 let name = run_name(&entry);
+                                // Screen readers name the run each button acts on.
+                                let (json_label, csv_label, delete_label) = (format!("Export {name} as JSON"), format!("Export {name} as CSV"), format!("Delete {name}"));
                                 let checkbox_id = format!("show-run-{id}");
                                 view! {
                                     <tr data-run-id=id.to_string() data-shown=entry.shown.to_string() data-steps=entry.run.evals.last().map(|e| e.step).unwrap_or(0).to_string()>
@@ -296,10 +298,10 @@ pub fn RunList(lab: Lab) -> impl IntoView {
                                         <th scope="row"><label for=checkbox_id>{name}</label></th>
                                         <td>{summary(&entry.run)}</td>
                                         <td class="actions">
-                                            <button type="button" class="small" data-export="json" on:click=move |_| export(lab, id, "json")>"JSON"</button>
-                                            <button type="button" class="small" data-export="csv" on:click=move |_| export(lab, id, "csv")>"CSV"</button>
+                                            <button type="button" class="small" data-export="json" aria-label=json_label on:click=move |_| export(lab, id, "json")>"JSON"</button>
+                                            <button type="button" class="small" data-export="csv" aria-label=csv_label on:click=move |_| export(lab, id, "csv")>"CSV"</button>
                                         </td>
-                                        <td><button type="button" class="small" data-delete=id.to_string() on:click=move |_| delete(id)>"Delete"</button></td>
+                                        <td><button type="button" class="small" data-delete=id.to_string() aria-label=delete_label on:click=move |_| delete(id)>"Delete"</button></td>
                                     </tr>
                                 }
                             }

@@ -217,7 +217,10 @@ describe('links, presets and the run list', () => {
     const after = await readRunList(page);
     assert.deepEqual(after, before, 'the run list changed across a reload');
 
-    await page.locator(`#run-list button[data-delete="${after.at(-1).id}"]`).click();
+    const deleteButton = page.locator(`#run-list button[data-delete="${after.at(-1).id}"]`);
+    const rowName = await page.locator(`#run-list tr[data-run-id="${after.at(-1).id}"] th`).innerText();
+    assert.equal(await deleteButton.getAttribute('aria-label'), `Delete ${rowName}`, 'the Delete button does not name its run for screen readers');
+    await deleteButton.click();
     assert.deepEqual(await readRunList(page), after.slice(0, -1), 'Delete left the run in the list');
     await page.locator('#undo-delete').click();
     assert.deepEqual(await readRunList(page), after, 'Undo did not put the deleted run back in its place');
