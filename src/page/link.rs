@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::config::{limits::MAX_VOCAB, ConfigError, OptimizerKind, Placement};
+use crate::config::{OptimizerKind, Placement};
 use crate::data::synthetic::Task;
 use crate::page::settings::{DataChoice, Settings};
 use crate::plot::{AxisScale, Metric, PlotOptions};
@@ -277,11 +277,11 @@ fn set_parameter(state: &mut LinkState, key: &str, value: &str, presets: &[&str]
         "run" => state.autorun = parse_flag(key, value)?,
         "backend" => state.backend = BackendRequest::parse(value).ok_or_else(|| rejected(key, "auto, cpu or webgpu"))?,
         _ => {
-            if text_field(settings, key).is_none() {
+            if settings.text_field_mut(key).is_none() {
                 return Err("unknown parameter; it was ignored".to_string());
             }
-            check_alone(key, value).map_err(|error| rejected(key, &error.allowed))?;
-            if let Some(field) = text_field(settings, key) {
+            Settings::check_alone(key, value).map_err(|error| rejected(key, &error.allowed))?;
+            if let Some(field) = settings.text_field_mut(key) {
                 *field = value.to_string();
             }
         }
@@ -342,66 +342,18 @@ fn parameter_values(state: &LinkState) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Returns the setting that the page keeps as typed text, by control id.
-fn text_field<'a>(settings: &'a mut Settings, id: &str) -> Option<&'a mut String> {
-    let field = match id {
-        "layers" => &mut settings.layers,
-        "width" => &mut settings.width,
-        "heads" => &mut settings.heads,
-        "context" => &mut settings.context,
-        "batch" => &mut settings.batch,
-        "dt" => &mut settings.dt,
-        "lr" => &mut settings.lr,
-        "warmup" => &mut settings.warmup,
-        "weight-decay" => &mut settings.weight_decay,
-        "steps" => &mut settings.steps,
-        "eval-every" => &mut settings.eval_every,
-        "seed" => &mut settings.seed,
-        _ => return None,
-    };
-    Some(field)
-}
-
-/// Runs the checks of [`Settings::train_config`] and [`Settings::model_config`].
-fn validate_settings(settings: &Settings) -> Result<(), ConfigError> {
-    // The vocabulary comes from the data, not from the link, and any size
-    // within the limits serves to check the other fields.
-    settings.train_config()?;
-    settings.model_config(MAX_VOCAB)?;
-    Ok(())
-}
-
-/// Checks one text setting with every other setting at a value that cannot
-/// conflict with it.
-fn check_alone(id: &str, value: &str) -> Result<(), ConfigError> {
-    // One head divides every width.
-    let mut probe = Settings { heads: "1".to_string(), ..Settings::default() };
-    if let Some(field) = text_field(&mut probe, id) {
-        *field = value.to_string();
-    }
-    let result = validate_settings(&probe);
-    if id == "heads" && result.is_err() {
-        // Some valid width is a multiple of the heads exactly when a width equal to them is valid.
-        probe.width = value.to_string();
-        if validate_settings(&probe).is_ok() {
-            return Ok(());
-        }
-    }
-    result
-}
-
 /// Resets settings that are valid alone but break a rule across fields to
 /// their defaults, with a problem for each rule broken.
 fn settle_combination(settings: &mut Settings, problems: &mut Vec<LinkProblem>) {
-    while let Err(error) = validate_settings(settings) {
+    while let Err(error) = settings.check() {
         // The one rule across settings in `ModelConfig::validate`: width must be a multiple of heads.
         let involved: Vec<&'static str> = if error.field == "heads" { vec!["width", "heads"] } else { vec![error.field] };
-        let value = text_field(settings, error.field).cloned().unwrap_or_default();
+        let value = settings.text_field_mut(error.field).cloned().unwrap_or_default();
 
         let mut reset = Vec::new();
         for id in involved {
             let default = default_text(id).unwrap_or_default();
-            if let Some(field) = text_field(settings, id).filter(|field| **field != default) {
+            if let Some(field) = settings.text_field_mut(id).filter(|field| **field != default) {
                 *field = default.clone();
                 reset.push(format!("{id} {default}"));
             }
@@ -887,7 +839,7 @@ mod tests {
 
     fn assert_decoded_state_valid(query: &str) {
         let (state, problems) = decode(query, &PRESETS);
-        validate_settings(&state.settings).unwrap();
+        state.settings.check().unwrap();
         assert_ne!(state.settings.data, DataChoice::File);
         for problem in problems {
             assert!(problem.value.chars().count() <= SHOWN_CHARS + 1);

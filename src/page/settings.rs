@@ -190,6 +190,64 @@ impl Settings {
         Ok(())
     }
 
+    /// Returns an error for each invalid text setting, in control order,
+    /// each checked alone. When every one is valid alone, returns the error
+    /// of the rule across settings (heads must divide width), if broken.
+    pub fn errors(&self) -> Vec<ConfigError> {
+        let mut copy = self.clone();
+        let errors: Vec<ConfigError> = TEXT_IDS
+            .iter()
+            .filter_map(|id| {
+                let value = copy.text_field_mut(id)?.clone();
+                Settings::check_alone(id, &value).err()
+            })
+            .collect();
+        if errors.is_empty() {
+            self.check().err().into_iter().collect()
+        } else {
+            errors
+        }
+    }
+
+    /// Checks one text setting with every other setting at a value that
+    /// cannot conflict with it.
+    pub fn check_alone(id: &str, value: &str) -> Result<(), ConfigError> {
+        // One head divides every width.
+        let mut probe = Settings { heads: "1".to_string(), ..Settings::default() };
+        if let Some(field) = probe.text_field_mut(id) {
+            *field = value.to_string();
+        }
+        let result = probe.check();
+        if id == "heads" && result.is_err() {
+            // Some valid width is a multiple of the heads exactly when a width equal to them is valid.
+            probe.width = value.to_string();
+            if probe.check().is_ok() {
+                return Ok(());
+            }
+        }
+        result
+    }
+
+    /// Returns the setting that the page keeps as typed text, by control id.
+    pub fn text_field_mut(&mut self, id: &str) -> Option<&mut String> {
+        let field = match id {
+            "layers" => &mut self.layers,
+            "width" => &mut self.width,
+            "heads" => &mut self.heads,
+            "context" => &mut self.context,
+            "batch" => &mut self.batch,
+            "dt" => &mut self.dt,
+            "lr" => &mut self.lr,
+            "warmup" => &mut self.warmup,
+            "weight-decay" => &mut self.weight_decay,
+            "steps" => &mut self.steps,
+            "eval-every" => &mut self.eval_every,
+            "seed" => &mut self.seed,
+            _ => return None,
+        };
+        Some(field)
+    }
+
     /// Returns whether `run` was trained with these settings on data that
     /// a link can name (not a user's file).
     pub fn describes(&self, run: &crate::io::run_file::RunFile) -> bool {
@@ -208,9 +266,28 @@ impl Settings {
     }
 }
 
+/// Control ids of the settings kept as typed text, in the controls' order.
+const TEXT_IDS: [&str; 12] = ["layers", "width", "heads", "context", "batch", "dt", "lr", "warmup", "weight-decay", "steps", "eval-every", "seed"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_name_every_invalid_field() {
+        let settings = Settings { lr: "20".into(), steps: "-3".into(), ..Settings::default() };
+        let fields: Vec<&str> = settings.errors().iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["lr", "steps"]);
+    }
+
+    #[test]
+    fn errors_name_heads_that_do_not_divide_width() {
+        let settings = Settings { width: "32".into(), heads: "3".into(), ..Settings::default() };
+        let errors = settings.errors();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "heads");
+        assert!(Settings::default().errors().is_empty());
+    }
 
     #[test]
     fn defaults_validate() {

@@ -18,7 +18,7 @@ fn input_value(event: &leptos::ev::Event) -> String {
 /// control the link locks is disabled, and left out when embedded.
 fn number_field(lab: Lab, id: &'static str, label: &'static str, hint: &'static str, get: fn(&Settings) -> String, set: fn(&mut Settings, String)) -> impl IntoView {
     let locked = lab.locked(id);
-    let message = move || lab.field_error.with(|e| e.as_ref().filter(|(field, _)| field == id).map(|(_, text)| text.clone()));
+    let message = move || lab.field_errors.with(|errors| errors.iter().find(|(field, _)| field == id).map(|(_, text)| text.clone()));
     let error_id = format!("{id}-error");
     view! {
         <label for=id title=hint class:locked=locked>

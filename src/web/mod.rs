@@ -112,8 +112,8 @@ struct Lab {
     queue: RwSignal<Vec<(String, Settings)>>,
     notice: RwSignal<Option<String>>,
     error: RwSignal<Option<String>>,
-    /// The setting that fails its check, by field name, and the message.
-    field_error: RwSignal<Option<(String, String)>>,
+    /// The settings that fail their checks, by field name, with messages.
+    field_errors: RwSignal<Vec<(String, String)>>,
     /// The divergence of the current run, for the rewind offer.
     diverged: RwSignal<Option<NonFinite>>,
     /// Whether training goes on while the tab is hidden.
@@ -173,7 +173,7 @@ impl Lab {
             queue: RwSignal::new(Vec::new()),
             notice: RwSignal::new(None),
             error: RwSignal::new(None),
-            field_error: RwSignal::new(None),
+            field_errors: RwSignal::new(Vec::new()),
             diverged: RwSignal::new(None),
             train_hidden: RwSignal::new(false),
             paused_by_hiding: StoredValue::new(false),
@@ -621,7 +621,7 @@ impl Lab {
         // An error about the old value no longer applies.
         self.error.set(None);
         let settings = self.settings.get_untracked();
-        self.field_error.set(settings.check().err().map(|e| (e.field.to_string(), page_settings::describe(&e))));
+        self.field_errors.set(settings.errors().iter().map(|e| (e.field.to_string(), page_settings::describe(e))).collect());
         let started_with = self.slot.with_value(|slot| slot.started_with.clone());
         let Some(started_with) = started_with else { return };
         if started_with.needs_new_run(&settings) {

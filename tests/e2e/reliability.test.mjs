@@ -67,8 +67,12 @@ describe('reliability on the CPU path', () => {
       assert.match(stepsError, /^Steps: "-3"/, `#steps-error says "${stepsError}"`);
       assert.match(stepsError, /in \[1, /, `#steps-error does not give the range: "${stepsError}"`);
 
-      await setInput(page, 'steps', '300');
+      // Two invalid settings are both marked, each with its own message.
       await setInput(page, 'lr', '20');
+      assert.equal(await page.locator('#lr').getAttribute('aria-invalid'), 'true', '#lr is not marked invalid');
+      assert.equal(await page.locator('#steps').getAttribute('aria-invalid'), 'true', '#steps lost its mark when #lr became invalid too');
+
+      await setInput(page, 'steps', '300');
       assert.equal(await page.locator('#steps').getAttribute('aria-invalid'), 'false', '#steps stays invalid after a valid value');
       const rateError = await page.locator('#lr-error').innerText();
       assert.match(rateError, /^Learning rate: 20/, `#lr-error says "${rateError}"`);
