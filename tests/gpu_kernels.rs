@@ -1437,3 +1437,10 @@ fn matrix_norms_match_cpu() {
 }
 
 
+
+#[test]
+fn self_test_passes_on_lavapipe() {
+    // The start-up check runs the fused matmul_gelu that training uses.
+    let gpu = open_gpu();
+    pollster::block_on(lnlab::gpu::self_test::self_test(&gpu.ctx, &gpu.kernels)).expect("the self-test failed on lavapipe");
+}

@@ -2,7 +2,7 @@
 //! small inputs, so a broken driver is reported instead of trained on.
 
 use super::context::{GpuContext, GpuError};
-use super::kernels::{AttentionParams, Kernels, MatmulShape, Plan, View};
+use super::kernels::{AttentionParams, Epilogue, Kernels, MatmulShape, Plan, View};
 use crate::kernels::cpu::attention::{attention_forward, AttentionShape};
 use crate::kernels::cpu::gelu::gelu_forward;
 use crate::kernels::cpu::layernorm::layernorm_forward;
@@ -28,8 +28,9 @@ fn compare(kernel: &str, gpu: &[f32], cpu: &[f32]) -> Result<(), GpuError> {
     Ok(())
 }
 
-/// Run a matrix product, a LayerNorm, attention and GELU on the device and
-/// compare each with the CPU.
+/// Run a matrix product, the product with GELU fused into it (the MLP's
+/// first layer), a LayerNorm and attention on the device and compare each
+/// with the CPU.
 pub async fn self_test(ctx: &GpuContext, kernels: &Kernels) -> Result<(), GpuError> {
     let (m, k, n) = (5, 7, 3);
     let x = inputs(m * k, 0.1);
@@ -50,9 +51,8 @@ pub async fn self_test(ctx: &GpuContext, kernels: &Kernels) -> Result<(), GpuErr
     let (mut att_expected, mut probs) = (vec![0.0; 16], vec![0.0; 2 * 16]);
     attention_forward(&mut att_expected, &mut probs, &qkv, shape);
 
-    let gelu_in = inputs(9, 3.0);
-    let mut gelu_expected = vec![0.0; 9];
-    gelu_forward(&mut gelu_expected, &gelu_in);
+    let mut gelu_expected = vec![0.0; m * n];
+    gelu_forward(&mut gelu_expected, &expected);
 
     let x_buffer = ctx.upload("self-test x", &x);
     let weights: Vec<f32> = [w.clone(), bias.clone(), gamma.clone(), beta.clone()].concat();
@@ -64,8 +64,8 @@ pub async fn self_test(ctx: &GpuContext, kernels: &Kernels) -> Result<(), GpuErr
     let qkv_buffer = ctx.upload("self-test qkv", &qkv);
     let probs_buffer = ctx.zeros("self-test probabilities", 2 * 16);
     let att_out = ctx.zeros("self-test attention", 16);
-    let gelu_buffer = ctx.upload("self-test gelu input", &gelu_in);
-    let gelu_out = ctx.zeros("self-test gelu", 9);
+    let pre_gelu_out = ctx.zeros("self-test matmul before gelu", m * n);
+    let gelu_out = ctx.zeros("self-test matmul_gelu", m * n);
 
     let mut plan = Plan::default();
     let (w_at, b_at, g_at, beta_at) = (0, k * n, k * n + n, k * n + n + d);
@@ -75,7 +75,10 @@ pub async fn self_test(ctx: &GpuContext, kernels: &Kernels) -> Result<(), GpuErr
     );
     kernels.layernorm_forward(ctx, &mut plan, rows, d, View::whole(&ln_in_buffer), &weight_buffer, g_at, beta_at, View::whole(&ln_out), View::whole(&ln_stats));
     kernels.attention_forward(ctx, &mut plan, AttentionParams::new(1, 4, 4, 2), &qkv_buffer, &probs_buffer, &att_out);
-    kernels.gelu_forward(ctx, &mut plan, 9, View::whole(&gelu_buffer), View::whole(&gelu_out));
+    kernels.matmul_with(
+        ctx, &mut plan, MatmulShape::new(m, k, n), View::whole(&x_buffer), View::at(&weight_buffer, w_at),
+        Some(View::at(&weight_buffer, b_at)), View::whole(&pre_gelu_out), Epilogue::Gelu { activated: View::whole(&gelu_out) },
+    );
     let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("self-test") });
     plan.encode_pass(&mut encoder, "self-test");
     ctx.queue.submit([encoder.finish()]);
@@ -83,7 +86,8 @@ pub async fn self_test(ctx: &GpuContext, kernels: &Kernels) -> Result<(), GpuErr
     compare("matmul", &ctx.read_f32(&matmul_out, m * n).await?, &expected)?;
     compare("layernorm_forward", &ctx.read_f32(&ln_out, rows * d).await?, &ln_expected)?;
     compare("attention_forward", &ctx.read_f32(&att_out, 16).await?, &att_expected)?;
-    compare("gelu_forward", &ctx.read_f32(&gelu_out, 9).await?, &gelu_expected)?;
+    compare("matmul_gelu (product)", &ctx.read_f32(&pre_gelu_out, m * n).await?, &expected)?;
+    compare("matmul_gelu", &ctx.read_f32(&gelu_out, m * n).await?, &gelu_expected)?;
     Ok(())
 }
 
