@@ -311,7 +311,7 @@ pub async fn shared_pool() -> Result<Rc<WorkerPool>, String> {
 /// Computes the loss and gradient of one shard, on the worker side. The worker script
 /// calls it through the exported `train_shard`. The model is kept between
 /// calls and rebuilt when the configuration changes.
-pub fn train_shard(config: &str, params: &[f32], tokens: &[u32], targets: &[u32], batch: usize) -> Result<ShardGradient, String> {
+pub fn train_shard(config: &str, params: &Float32Array, tokens: &[u32], targets: &[u32], batch: usize) -> Result<ShardGradient, String> {
     thread_local! {
         static MODEL: RefCell<Option<Model<f32>>> = const { RefCell::new(None) };
     }
@@ -322,10 +322,11 @@ pub fn train_shard(config: &str, params: &[f32], tokens: &[u32], targets: &[u32]
             *slot = Some(Model::from_params(&config, vec![0.0; total]));
         }
         let model = slot.as_mut().expect("set above");
-        if model.params.len() != params.len() {
-            return Err(format!("{} parameters sent for a model of {}", params.len(), model.params.len()));
+        if model.params.len() != params.length() as usize {
+            return Err(format!("{} parameters sent for a model of {}", params.length(), model.params.len()));
         }
-        model.params.copy_from_slice(params);
+        // Straight from the posted array into the model: one copy per step.
+        params.copy_to(&mut model.params);
         let shard = Batch { batch, context: tokens.len() / batch.max(1), inputs: tokens.to_vec(), targets: targets.to_vec() };
         shard_gradient(model, &shard).map_err(|e| e.to_string())
     })

@@ -47,7 +47,7 @@ impl ShardResult {
 /// and `targets`, row-major) for the model `config` (JSON) with `params`.
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen::prelude::wasm_bindgen]
-pub fn train_shard(config: &str, params: &[f32], tokens: &[u32], targets: &[u32], batch: usize) -> Result<ShardResult, String> {
+pub fn train_shard(config: &str, params: &js_sys::Float32Array, tokens: &[u32], targets: &[u32], batch: usize) -> Result<ShardResult, String> {
     // A panic then reaches the worker's console with its message, not only
     // as "unreachable".
     console_error_panic_hook::set_once();
